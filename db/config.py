@@ -1,0 +1,286 @@
+"""The one definition of a run's configuration.
+
+`RunConfig` is a frozen dataclass: the CLI builds its flags from its fields, the dashboard builds
+its form from them, the database stores `to_dict()` as JSON, and every value is validated here,
+in `RunConfig.__post_init__`, and nowhere else. It lives in `db/` (not `engine/`) because the
+dashboard must be able to validate a form without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DATASETS = ("cifar10-mini", "cifar10", "stl10", "imagefolder", "synthetic")
+ENCODERS = ("resnet18", "resnet50")
+STEMS = ("cifar", "imagenet")
+OPTIMIZERS = ("lars", "adam", "sgd")
+PRECISIONS = ("auto", "fp32", "bf16")
+AUGMENT_BACKENDS = ("batched", "reference")
+
+# Images per split, for validating subset and batch sizes before anything is loaded.
+# (pretraining split, labelled train split, test split)
+KNOWN_SIZES: dict[str, tuple[int, int, int]] = {
+    "cifar10-mini": (5000, 5000, 1000),
+    "cifar10": (50000, 50000, 10000),
+    "stl10": (105000, 5000, 8000),  # unlabeled + train for pretraining, as in the STL-10 paper
+    "synthetic": (1000, 1000, 200),
+}
+NATIVE_IMAGE_SIZE = {"cifar10-mini": 32, "cifar10": 32, "stl10": 96, "synthetic": 32, "imagefolder": 32}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what is allowed."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        super().__init__(f"{field_name}: {message}")
+
+
+def _opt(help: str, **kw: Any) -> dict[str, Any]:
+    return {"help": help, **kw}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # --- data
+    dataset: str = field(default="cifar10-mini", metadata=_opt(
+        "which data set to pretrain on", choices=DATASETS))
+    data_dir: str | None = field(default=None, metadata=_opt(
+        "folder of the data set (cifar10, stl10: torchvision's layout; imagefolder: "
+        "train/<class>/ and test/<class>/); default data/<dataset> under the project"))
+    subset_size: int | None = field(default=None, metadata=_opt(
+        "train on a stratified, seeded subset of this many images (default: all)", min=1))
+    image_size: int = field(default=32, metadata=_opt(
+        "side of the square images the encoder sees, in pixels", min=8, max=512))
+    # --- model
+    encoder: str = field(default="resnet18", metadata=_opt("torchvision ResNet", choices=ENCODERS))
+    stem: str = field(default="cifar", metadata=_opt(
+        "cifar: 3x3 conv, stride 1, no max-pool (for 32x32 images); imagenet: torchvision's own",
+        choices=STEMS))
+    projection_dim: int = field(default=64, metadata=_opt(
+        "output size of the MLP projection head", min=1, max=8192))
+    # --- optimisation
+    batch_size: int = field(default=256, metadata=_opt(
+        "images per step (each gives two views)", min=2, max=65536))
+    epochs: int = field(default=100, metadata=_opt("passes over the training images", min=1, max=100000))
+    optimizer: str = field(default="lars", metadata=_opt(
+        "lars: layer-wise adaptive (large batches); adam; sgd with momentum", choices=OPTIMIZERS))
+    lr: float | None = field(default=None, metadata=_opt(
+        "peak learning rate (default: the optimizer's rule, see lr_rule)", min_exclusive=0.0, max=100.0))
+    weight_decay: float = field(default=1e-6, metadata=_opt("L2 weight decay", min=0.0, max=1.0))
+    temperature: float = field(default=0.5, metadata=_opt(
+        "NT-Xent temperature", min_exclusive=0.0, max=10.0))
+    warmup_epochs: float | None = field(default=None, metadata=_opt(
+        "linear warm-up before cosine decay, in epochs (default: a tenth of the epochs)", min=0.0))
+    # --- augmentation
+    jitter_strength: float = field(default=1.0, metadata=_opt(
+        "colour jitter strength s (1.0 reference, 0.5 the paper's CIFAR setting)", min=0.0, max=4.0))
+    augment_backend: str = field(default="batched", metadata=_opt(
+        "batched: per-image random parameters, whole batches on the training device; "
+        "reference: torchvision's per-image transforms (slow, for parity)", choices=AUGMENT_BACKENDS))
+    # --- run
+    seed: int = field(default=0, metadata=_opt("random seed (subset, initialisation, augmentation)",
+                                               min=0, max=2**31 - 1))
+    device: str = field(default="auto", metadata=_opt("auto (CUDA when present, else CPU), cpu, cuda, cuda:N"))
+    precision: str = field(default="auto", metadata=_opt(
+        "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS))
+    eval_every: int = field(default=5, metadata=_opt(
+        "run the kNN monitor every this many epochs (and always at the end)", min=1, max=100000))
+    knn_k: int = field(default=200, metadata=_opt("neighbours in the kNN monitor", min=1, max=10000))
+    knn_temperature: float = field(default=0.1, metadata=_opt(
+        "temperature of the weighted kNN vote", min_exclusive=0.0, max=10.0))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate the run will use: `lr` when given, else the optimizer's rule."""
+        if self.lr is not None:
+            return self.lr
+        return default_lr(self.optimizer, self.batch_size)
+
+    @property
+    def effective_warmup_epochs(self) -> float:
+        return self.epochs / 10 if self.warmup_epochs is None else self.warmup_epochs
+
+    @property
+    def resolved_data_dir(self) -> Path | None:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        if self.dataset in ("cifar10", "stl10"):
+            return PROJECT_ROOT / "data" / self.dataset
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        """Build from stored JSON or a form; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown configuration field (known: {', '.join(sorted(known))})")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def default_lr(optimizer: str, batch_size: int) -> float:
+    """LARS: 0.3 x B/256 (SimCLR's linear scaling); SGD: the same rule; Adam: 3e-4."""
+    if optimizer == "adam":
+        return 3e-4
+    return 0.3 * batch_size / 256
+
+
+def lr_rule(optimizer: str, batch_size: int) -> str:
+    """Human-readable rule for the default learning rate, for help texts."""
+    if optimizer == "adam":
+        return "Adam: 3e-4"
+    return f"{optimizer.upper()}: 0.3 x B/256 = 0.3 x {batch_size}/256 = {default_lr(optimizer, batch_size):.4g}"
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(fields(RunConfig))
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The base Python type of a field (int, float, str), ignoring `| None`."""
+    text = str(f.type)
+    for name, typ in (("int", int), ("float", float), ("str", str)):
+        if text.startswith(name):
+            return typ
+    raise TypeError(f"unsupported field type {f.type!r}")
+
+
+def field_optional(f: dataclasses.Field) -> bool:
+    return "None" in str(f.type)
+
+
+def coerce_field(name: str, value: Any) -> Any:
+    """Turn a text value (CLI, grid, form) into the field's type; errors name the field."""
+    by_name = {f.name: f for f in fields(RunConfig)}
+    if name not in by_name:
+        raise ConfigError(name, f"unknown configuration field (known: {', '.join(sorted(by_name))})")
+    f = by_name[name]
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if field_optional(f) and text.lower() in ("", "none", "null", "all", "auto") and field_type(f) is not str:
+            return None
+        if field_optional(f) and text.lower() in ("", "none", "null") and field_type(f) is str:
+            return None
+        typ = field_type(f)
+        try:
+            if typ is int:
+                as_float = float(text)
+                if not as_float.is_integer():
+                    raise ValueError
+                return int(as_float)
+            if typ is float:
+                return float(text)
+        except ValueError:
+            raise ConfigError(name, f"expected {'an integer' if typ is int else 'a number'}, got {value!r}") from None
+        return text
+    return value
+
+
+# ---------------------------------------------------------------------- validation
+def _check_type(cfg: RunConfig, f: dataclasses.Field) -> None:
+    value = getattr(cfg, f.name)
+    if value is None:
+        if not field_optional(f):
+            raise ConfigError(f.name, "a value is required")
+        return
+    typ = field_type(f)
+    ok = (typ is int and isinstance(value, int) and not isinstance(value, bool)) or \
+         (typ is float and isinstance(value, (int, float)) and not isinstance(value, bool)) or \
+         (typ is str and isinstance(value, str))
+    if not ok:
+        raise ConfigError(f.name, f"expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    if typ is float and value != value:  # NaN
+        raise ConfigError(f.name, "must be a number, got NaN")
+
+
+def _check_range(f: dataclasses.Field, value: Any) -> None:
+    m = f.metadata
+    if "choices" in m and value not in m["choices"]:
+        raise ConfigError(f.name, f"must be one of {', '.join(m['choices'])}; got {value!r}")
+    lo, hi, lo_ex = m.get("min"), m.get("max"), m.get("min_exclusive")
+    allowed = _range_text(lo, hi, lo_ex)
+    if lo is not None and value < lo or lo_ex is not None and value <= lo_ex or hi is not None and value > hi:
+        raise ConfigError(f.name, f"must be {allowed}; got {value!r}")
+
+
+def _range_text(lo: Any, hi: Any, lo_ex: Any) -> str:
+    low = f"> {lo_ex}" if lo_ex is not None else (f">= {lo}" if lo is not None else "")
+    high = f"<= {hi}" if hi is not None else ""
+    return " and ".join(p for p in (low, high) if p) or "any value"
+
+
+def _validate(cfg: RunConfig) -> None:
+    for f in fields(cfg):
+        _check_type(cfg, f)
+        value = getattr(cfg, f.name)
+        if value is not None:
+            _check_range(f, value)
+    # Ints given for float fields are stored as floats so that JSON round-trips are exact.
+    for name in ("lr", "weight_decay", "temperature", "warmup_epochs", "jitter_strength", "knn_temperature"):
+        value = getattr(cfg, name)
+        if isinstance(value, int):
+            object.__setattr__(cfg, name, float(value))
+
+    dev = cfg.device
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+    if cfg.warmup_epochs is not None and cfg.warmup_epochs > cfg.epochs:
+        raise ConfigError("warmup_epochs", f"must be <= epochs ({cfg.epochs}); got {cfg.warmup_epochs}")
+    if cfg.dataset == "imagefolder" and not cfg.data_dir:
+        raise ConfigError("data_dir", "imagefolder needs data_dir: a folder with train/<class>/ and test/<class>/")
+
+    total = pretrain_size(cfg.dataset, cfg.resolved_data_dir)
+    if cfg.subset_size is not None:
+        if total is not None and cfg.subset_size > total:
+            raise ConfigError("subset_size", f"must be <= {total}, the images in {cfg.dataset}; got {cfg.subset_size}")
+        if cfg.subset_size < cfg.batch_size:
+            raise ConfigError("subset_size", f"must be at least one batch ({cfg.batch_size} images); "
+                                             f"got {cfg.subset_size}")
+    elif total is not None and total < cfg.batch_size:
+        raise ConfigError("batch_size", f"must be <= {total}, the images in {cfg.dataset}; got {cfg.batch_size}")
+
+
+def pretrain_size(dataset: str, data_dir: Path | None) -> int | None:
+    """Images available for pretraining, or None when it cannot be known without loading."""
+    if dataset in KNOWN_SIZES:
+        return KNOWN_SIZES[dataset][0]
+    if dataset == "imagefolder":
+        assert data_dir is not None
+        return count_imagefolder(data_dir / "train")
+    return None
+
+
+def count_imagefolder(split_dir: Path) -> int:
+    """Image files in `split_dir/<class>/`; raises ConfigError('data_dir', ...) when unusable."""
+    if not split_dir.is_dir():
+        raise ConfigError("data_dir", f"{split_dir} does not exist or is not a folder "
+                                      f"(imagefolder needs train/<class>/ and test/<class>/)")
+    total = 0
+    classes = 0
+    for entry in os.scandir(split_dir):
+        if entry.is_dir():
+            classes += 1
+            total += sum(1 for e in os.scandir(entry.path) if e.name.lower().endswith(IMAGE_SUFFIXES))
+    if classes == 0 or total == 0:
+        raise ConfigError("data_dir", f"{split_dir} holds no class folders with images")
+    return total

@@ -1,0 +1,117 @@
+"""Queries the engine, the workers and the dashboard share."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from db.config import RunConfig
+from db.models import metrics, runs
+from db.session import read_tx, write_tx
+from db.status import QUEUED, utcnow
+
+
+def run_values(cfg: RunConfig, *, name: str | None = None, sweep_id: str | None = None,
+               retries: int = 1) -> dict[str, Any]:
+    """The row for a new queued run of `cfg` (validated already: RunConfig cannot be invalid)."""
+    return dict(
+        name=name, status=QUEUED, config=cfg.to_dict(), dataset=cfg.dataset, encoder=cfg.encoder,
+        optimizer=cfg.optimizer, batch_size=cfg.batch_size, subset_size=cfg.subset_size, epochs=cfg.epochs,
+        sweep_id=sweep_id, created_at=utcnow(), attempts=0, retries_left=retries, cancel_requested=False,
+        epoch=0, step=0,
+    )
+
+
+def create_runs(engine: Engine, configs: Sequence[RunConfig], *, names: Sequence[str | None] | None = None,
+                sweep_id: str | None = None, retries: int = 1) -> list[int]:
+    """Insert queued runs, all or none, in one transaction; returns their ids in order."""
+    names = list(names) if names is not None else [None] * len(configs)
+    ids = []
+    with write_tx(engine) as conn:
+        for cfg, name in zip(configs, names):
+            ids.append(conn.execute(insert(runs).values(**run_values(cfg, name=name, sweep_id=sweep_id,
+                                                                      retries=retries))).inserted_primary_key[0])
+    return ids
+
+
+def create_run(engine: Engine, cfg: RunConfig, *, name: str | None = None, retries: int = 1) -> int:
+    return create_runs(engine, [cfg], names=[name], retries=retries)[0]
+
+
+def get_run(conn_or_engine: Connection | Engine, run_id: int) -> dict[str, Any] | None:
+    if isinstance(conn_or_engine, Engine):
+        with read_tx(conn_or_engine) as conn:
+            return get_run(conn, run_id)
+    row = conn_or_engine.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def list_runs(engine: Engine, *, status: Iterable[str] | None = None, sweep_id: str | None = None,
+              limit: int | None = None) -> list[dict[str, Any]]:
+    query = select(runs).order_by(runs.c.id.desc())
+    if status:
+        query = query.where(runs.c.status.in_(list(status)))
+    if sweep_id:
+        query = query.where(runs.c.sweep_id == sweep_id)
+    if limit:
+        query = query.limit(limit)
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def update_run(engine: Engine, run_id: int, **values: Any) -> None:
+    """Set plain columns (progress, summary, paths). Status changes go through db.status.transition."""
+    assert "status" not in values, "use db.status.transition to change a status"
+    with write_tx(engine) as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def _upsert(conn: Connection):  # noqa: ANN202
+    """INSERT ... ON CONFLICT (run_id, name, step) DO UPDATE, for the backend in use."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(metrics)
+    return stmt.on_conflict_do_update(
+        index_elements=[metrics.c.run_id, metrics.c.name, metrics.c.step],
+        set_={"value": stmt.excluded.value, "epoch": stmt.excluded.epoch, "time": stmt.excluded.time},
+    )
+
+
+def write_metrics(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Write metric rows {run_id, name, step, epoch, value, time} in one executemany."""
+    if rows:
+        conn.execute(_upsert(conn), list(rows))
+
+
+def delete_metrics_after(engine: Engine, run_id: int, step: int) -> int:
+    """Drop rows logged after `step` (the last checkpoint) before a resumed run replays them."""
+    with write_tx(engine) as conn:
+        return conn.execute(delete(metrics).where(metrics.c.run_id == run_id, metrics.c.step > step)).rowcount
+
+
+def metric_rows(engine: Engine, run_ids: Sequence[int], names: Sequence[str] | None = None, *,
+                after_id: int = 0) -> list[dict[str, Any]]:
+    """Metric rows of `run_ids` (optionally only `names`, only ids > after_id), ordered by run, name, step."""
+    query = select(metrics).where(metrics.c.run_id.in_(list(run_ids)), metrics.c.id > after_id)
+    if names:
+        query = query.where(metrics.c.name.in_(list(names)))
+    query = query.order_by(metrics.c.run_id, metrics.c.name, metrics.c.step)
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def metric_names(engine: Engine, run_id: int) -> list[str]:
+    with read_tx(engine) as conn:
+        return list(conn.execute(select(metrics.c.name).where(metrics.c.run_id == run_id).distinct()).scalars())
+
+
+def count_metrics(engine: Engine, run_id: int) -> dict[str, int]:
+    query = select(metrics.c.name, func.count()).where(metrics.c.run_id == run_id).group_by(metrics.c.name)
+    with read_tx(engine) as conn:
+        return {name: n for name, n in conn.execute(query)}
+
+
+def now_seconds() -> float:
+    return time.time()

@@ -1,0 +1,61 @@
+"""Run statuses and the one function allowed to change them.
+
+    queued -> running -> completed | failed | cancelled
+    queued -> cancelled            (cancelled before a worker took it)
+    running -> queued              (requeued after its worker or process was lost, retries left)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Connection, update
+
+from db.models import runs
+
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+
+ALLOWED: dict[str, tuple[str, ...]] = {
+    QUEUED: (RUNNING, CANCELLED),
+    RUNNING: (COMPLETED, FAILED, CANCELLED, QUEUED),
+    COMPLETED: (),
+    FAILED: (),
+    CANCELLED: (),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as stored (SQLite has no time zones)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def transition(conn: Connection, run_id: int, new: str, *, expect: str | tuple[str, ...] | None = None,
+               **values: Any) -> bool:
+    """Move run `run_id` to status `new`, setting `values` in the same UPDATE.
+
+    `expect` (default: every status that may legally move to `new`) is checked in the WHERE
+    clause, so two processes racing to change one run cannot both win. Returns False when the
+    run was not in an expected status (someone else moved it first). Raises IllegalTransition
+    when `expect` names a move the table above forbids.
+    """
+    if new not in STATUSES:
+        raise IllegalTransition(f"unknown status {new!r}")
+    sources = (expect,) if isinstance(expect, str) else expect
+    if sources is None:
+        sources = tuple(s for s, targets in ALLOWED.items() if new in targets)
+    for src in sources:
+        if new not in ALLOWED[src]:
+            raise IllegalTransition(f"a run cannot go from {src} to {new}")
+    if new in FINISHED:
+        values.setdefault("finished_at", utcnow())
+    result = conn.execute(
+        update(runs).where(runs.c.id == run_id, runs.c.status.in_(sources)).values(status=new, **values)
+    )
+    return result.rowcount == 1

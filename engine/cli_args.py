@@ -1,0 +1,38 @@
+"""Command-line flags derived from RunConfig: one flag per field, shared by `train` and `submit`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from db.config import ConfigError, RunConfig, coerce_field, config_fields, field_optional, field_type
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Add --<field> for every RunConfig field. Values stay text here; RunConfig validates them."""
+    group = parser.add_argument_group("run configuration")
+    defaults = RunConfig.__dataclass_fields__
+    for f in config_fields():
+        m = f.metadata
+        default = defaults[f.name].default
+        extra = f" (one of: {', '.join(m['choices'])})" if "choices" in m else ""
+        none_word = " or 'none'" if field_optional(f) else ""
+        group.add_argument(flag_name(f.name), dest=f.name, default=None, metavar=field_type(f).__name__.upper(),
+                           help=f"{m['help']}{extra}{none_word}; default {default}")
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line, as text."""
+    return {f.name: getattr(args, f.name) for f in config_fields() if getattr(args, f.name, None) is not None}
+
+
+def config_from_values(values: dict[str, Any]) -> RunConfig:
+    """Build a RunConfig from text values (flags, grid entries); errors name the field and its flag."""
+    try:
+        return RunConfig(**{k: coerce_field(k, v) for k, v in values.items()})
+    except ConfigError as e:
+        raise ConfigError(e.field, f"{str(e).split(': ', 1)[1]} (flag {flag_name(e.field)})") from None
