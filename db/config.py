@@ -284,3 +284,12 @@ def count_imagefolder(split_dir: Path) -> int:
     if classes == 0 or total == 0:
         raise ConfigError("data_dir", f"{split_dir} holds no class folders with images")
     return total
+
+
+def runs_root() -> Path:
+    """Where run folders (checkpoint, log) live: SIMCLR_RUNS_DIR, else runs/ under the project."""
+    return Path(os.environ.get("SIMCLR_RUNS_DIR") or PROJECT_ROOT / "runs")
+
+
+def run_dir(run_id: int) -> Path:
+    return runs_root() / str(run_id)

@@ -1,26 +1,45 @@
-"""The job queue: cancel (here), and claim / requeue / recover (added with the worker)."""
+"""The job queue: claim, cancel, requeue, recover, and the `workers` registry.
+
+Every status change here goes through `db.status.transition` except the claim itself, which must
+be a single `UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING` so that two workers can never
+take the same run (see `claim_next`). Decisions about one run (requeue it? fail it?) read the row
+under a lock first: BEGIN IMMEDIATE on SQLite (the whole database is ours until commit),
+SELECT ... FOR UPDATE on PostgreSQL (the row is ours until commit), so a heartbeat or a
+completion that lands meanwhile cannot be overwritten by a stale decision.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, update
+import itertools
+import secrets
+import signal
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping, Sequence
 
-from db.models import runs
-from db.queries import get_run
-from db.session import write_tx
-from db.status import CANCELLED, QUEUED, RUNNING, transition
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from db.config import ConfigError, RunConfig, coerce_field, config_fields
+from db.models import runs, workers
+from db.queries import create_runs
+from db.session import is_sqlite, read_tx, write_tx
+from db.status import ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, transition, utcnow
+
+DEFAULT_STALE_AFTER_S = 60.0
 
 
 class NoSuchRun(LookupError):
     pass
 
 
+# ---------------------------------------------------------------------------------------- cancel
 def request_cancel(engine: Engine, run_id: int) -> str:
     """Cancel a run: a queued one at once, a running one at its next step boundary.
 
     Returns what happened, in words, for the CLI and the dashboard.
     """
     with write_tx(engine) as conn:
-        run = get_run(conn, run_id)
+        run = _locked_run(conn, run_id)
         if run is None:
             raise NoSuchRun(f"no run with id {run_id}")
         if run["status"] == QUEUED and transition(conn, run_id, CANCELLED, expect=QUEUED,
@@ -30,3 +49,297 @@ def request_cancel(engine: Engine, run_id: int) -> str:
             conn.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested=True))
             return f"run {run_id} will stop at its next step and end cancelled"
         return f"run {run_id} is already {run['status']}; nothing to cancel"
+
+
+# ----------------------------------------------------------------------------------------- claim
+def has_queued(engine: Engine) -> bool:
+    """A cheap read, so idle workers do not take SQLite's write lock every poll just to find nothing."""
+    with read_tx(engine) as conn:
+        return conn.execute(select(runs.c.id).where(runs.c.status == QUEUED).limit(1)).first() is not None
+
+
+def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | None:
+    """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
+
+    One statement, so there is no window between choosing a run and taking it:
+    SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
+    with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
+    queueing behind one another. The outer `status = 'queued'` re-check costs nothing and keeps
+    the statement correct even without the lock.
+    """
+    # The one status change that cannot go through transition() (it needs RETURNING on a row
+    # chosen by a subquery); keep it honest against the same table of legal moves.
+    if RUNNING not in ALLOWED[QUEUED]:
+        raise IllegalTransition(f"a run cannot go from {QUEUED} to {RUNNING}")
+    pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
+    if not is_sqlite(engine):
+        pick = pick.with_for_update(skip_locked=True)
+    now = utcnow()
+    stmt = (
+        update(runs)
+        .where(runs.c.id == pick.scalar_subquery(), runs.c.status == QUEUED)
+        .values(status=RUNNING, worker_id=worker_id, device=device, pid=None, heartbeat_at=now,
+                # started_at is the first start; a retried run keeps it (attempts tells the rest).
+                started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1)
+        .returning(*runs.c)
+    )
+    with write_tx(engine) as conn:
+        row = conn.execute(stmt).mappings().first()
+        return dict(row) if row else None
+
+
+def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str) -> None:
+    """Note the run's process and log file; only while the run is still this worker's."""
+    with write_tx(engine) as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
+                                        runs.c.status == RUNNING).values(pid=pid, log_path=log_path))
+
+
+# ----------------------------------------------------------------------- requeue / fail / recover
+@dataclass(frozen=True)
+class Outcome:
+    run_id: int
+    status: str  # what the run is now: queued (requeued), failed, cancelled, or unchanged
+    message: str
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: {self.message}"
+
+
+def _locked_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+    # FOR UPDATE is dropped by SQLAlchemy on SQLite, where BEGIN IMMEDIATE already serialises writers.
+    row = conn.execute(select(runs).where(runs.c.id == run_id).with_for_update()).mappings().first()
+    return dict(row) if row else None
+
+
+def _requeue_or_fail(conn: Connection, run: Mapping[str, Any], reason: str, *,
+                     consume_retry: bool = True) -> Outcome:
+    """Decide the fate of a running run that lost its process (caller holds the row lock).
+
+    cancel requested -> cancelled (the user wanted it stopped anyway; its checkpoint is kept);
+    retries left (or a retry is not charged, e.g. a worker shut down on purpose) -> queued, to
+    resume from its checkpoint on any worker; else -> failed with `reason`.
+    """
+    run_id = run["id"]
+    if run["cancel_requested"]:
+        transition(conn, run_id, CANCELLED, expect=RUNNING, error=f"cancelled; {reason}")
+        return Outcome(run_id, CANCELLED, f"{reason}; it was being cancelled, so it is cancelled")
+    retries = run["retries_left"]
+    if not consume_retry or retries > 0:
+        left = retries - 1 if consume_retry else retries
+        # Clear the claim so the dashboard does not show a dead worker or pid on a queued run.
+        transition(conn, run_id, QUEUED, expect=RUNNING, retries_left=left, worker_id=None, pid=None,
+                   device=None, heartbeat_at=None, error=None)
+        return Outcome(run_id, QUEUED, f"{reason}; requeued to resume from its last checkpoint "
+                                       f"({left} retr{'y' if left == 1 else 'ies'} left)")
+    attempts = run["attempts"]
+    error = f"{reason} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})"
+    transition(conn, run_id, FAILED, expect=RUNNING, error=error)
+    return Outcome(run_id, FAILED, error)
+
+
+def recover_stale(engine: Engine, timeout_s: float = DEFAULT_STALE_AFTER_S, *,
+                  now: datetime | None = None) -> list[Outcome]:
+    """Requeue (or fail, with "worker lost") every running run whose heartbeat is older than `timeout_s`.
+
+    Any worker may call this; running it twice at once is harmless (the row lock plus the
+    re-check of the heartbeat under it means each stale run is handled once).
+    """
+    cutoff = (now or utcnow()) - timedelta(seconds=timeout_s)
+    last_sign = func.coalesce(runs.c.heartbeat_at, runs.c.started_at, runs.c.created_at)
+    stale = select(runs).where(runs.c.status == RUNNING, last_sign < cutoff).order_by(runs.c.id)
+    with read_tx(engine) as conn:  # most calls find nothing: do not take the write lock for that
+        if conn.execute(stale.limit(1)).first() is None:
+            return []
+    if not is_sqlite(engine):
+        stale = stale.with_for_update(skip_locked=True)  # another worker is recovering those rows
+    outcomes = []
+    with write_tx(engine) as conn:
+        for run in conn.execute(stale).mappings().all():
+            outcomes.append(_requeue_or_fail(conn, run, f"worker lost: no heartbeat for {timeout_s:g} s"))
+    return outcomes
+
+
+def describe_exit(returncode: int) -> str:
+    """Words for a child's exit status (Popen: negative = killed by that signal)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -returncode == signal.SIGKILL else ""
+        return f"run process killed by {name}{hint}"
+    if returncode == 0:
+        return "run process exited without recording a result"
+    return f"run process exited with code {returncode} without recording a result"
+
+
+def finish_attempt(engine: Engine, run_id: int, worker_id: str, attempt: int, returncode: int | None,
+                   *, reason: str | None = None, consume_retry: bool = True) -> Outcome:
+    """Called by a worker when the process of its attempt `attempt` at run `run_id` has ended.
+
+    Normally the child has already moved the run to completed/failed/cancelled and this changes
+    nothing. If the run is still `running` under this same claim, the child died without saying
+    how (killed, segfault, crash before its own error handling): requeue it or fail it. If the
+    run was meanwhile recovered and claimed again by someone else, it is not ours to touch.
+    """
+    with write_tx(engine) as conn:
+        run = _locked_run(conn, run_id)
+        if run is None:
+            return Outcome(run_id, "deleted", "run no longer exists")
+        if run["status"] != RUNNING or run["worker_id"] != worker_id or run["attempts"] != attempt:
+            return Outcome(run_id, run["status"], f"ended {run['status']}")
+        why = reason or describe_exit(returncode if returncode is not None else 0)
+        return _requeue_or_fail(conn, run, why, consume_retry=consume_retry)
+
+
+def claim_states(engine: Engine, claims: Mapping[int, int], worker_id: str) -> dict[int, str]:
+    """For each of `claims` ({run_id: attempt}): "ours" (still running under this claim), "finished"
+    (completed, failed or cancelled: the process is just exiting) or "lost" (requeued, claimed again
+    by someone else, or deleted: this process must not go on writing to it)."""
+    if not claims:
+        return {}
+    query = select(runs.c.id, runs.c.status, runs.c.worker_id, runs.c.attempts).where(runs.c.id.in_(list(claims)))
+    with read_tx(engine) as conn:
+        found = {r.id: r for r in conn.execute(query)}
+    states = {}
+    for run_id, attempt in claims.items():
+        r = found.get(run_id)
+        if r is not None and r.status in FINISHED:
+            states[run_id] = "finished"
+        elif r is not None and r.status == RUNNING and r.worker_id == worker_id and r.attempts == attempt:
+            states[run_id] = "ours"
+        else:
+            states[run_id] = "lost"
+    return states
+
+
+def cancel_requested(engine: Engine, run_ids: list[int]) -> set[int]:
+    if not run_ids:
+        return set()
+    query = select(runs.c.id).where(runs.c.id.in_(run_ids), runs.c.cancel_requested.is_(True))
+    with read_tx(engine) as conn:
+        return set(conn.execute(query).scalars())
+
+
+# --------------------------------------------------------------------------------------- workers
+def register_worker(engine: Engine, worker_id: str, *, hostname: str, pid: int, slots: int, devices: str) -> None:
+    now = utcnow()
+    with write_tx(engine) as conn:
+        conn.execute(insert(workers).values(id=worker_id, hostname=hostname, pid=pid, slots=slots, devices=devices,
+                                            started_at=now, heartbeat_at=now, stopped_at=None))
+
+
+def heartbeat(engine: Engine, worker_id: str, run_ids: list[int]) -> None:
+    """Mark the worker alive, and with it the runs whose processes it has just seen alive.
+
+    The run processes heartbeat on their own too; this covers the seconds a child spends
+    starting up (importing torch can take many seconds on a loaded machine) before its own
+    heartbeat begins, so a short stale timeout never requeues a run that is merely slow to start.
+    """
+    now = utcnow()
+    with write_tx(engine) as conn:
+        conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
+        if run_ids:
+            conn.execute(update(runs).where(runs.c.id.in_(run_ids), runs.c.status == RUNNING,
+                                            runs.c.worker_id == worker_id).values(heartbeat_at=now))
+
+
+def worker_stopped(engine: Engine, worker_id: str) -> None:
+    with write_tx(engine) as conn:
+        conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=utcnow()))
+
+
+def live_workers(engine: Engine, within_s: float = DEFAULT_STALE_AFTER_S) -> list[dict[str, Any]]:
+    """Workers that have not stopped and heartbeated within `within_s` (for the dashboard and `runs`)."""
+    cutoff = utcnow() - timedelta(seconds=within_s)
+    query = select(workers).where(workers.c.stopped_at.is_(None), workers.c.heartbeat_at >= cutoff) \
+        .order_by(workers.c.started_at)
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def running_count(engine: Engine) -> int:
+    with read_tx(engine) as conn:
+        return conn.execute(select(func.count()).select_from(runs).where(runs.c.status == RUNNING)).scalar_one()
+
+
+# ---------------------------------------------------------------------------------------- sweeps
+MAX_SWEEP_RUNS = 1000  # a typo like seed=0..9999 should be an error, not ten thousand queued runs
+
+
+class SweepError(ValueError):
+    """A grid that cannot be enqueued; nothing was enqueued."""
+
+
+def parse_grid(entries: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """`["batch_size=64,128", "subset-size=300,1500"]` -> [(field, [text values]), ...], fields checked."""
+    known = {f.name for f in config_fields()}
+    grid: list[tuple[str, list[str]]] = []
+    for entry in entries:
+        key, sep, text = entry.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        values = [v.strip() for v in text.split(",")]
+        if not sep or not key or not text.strip() or "" in values:
+            raise SweepError(f"--grid {entry!r}: expected FIELD=V1,V2,... (e.g. batch_size=64,128)")
+        if key not in known:
+            raise SweepError(f"--grid {entry!r}: unknown configuration field {key!r} (known: {', '.join(sorted(known))})")
+        if key in (k for k, _ in grid):
+            raise SweepError(f"--grid: {key} given twice; list all its values in one --grid {key}=...")
+        if len(set(values)) != len(values):
+            raise SweepError(f"--grid {entry!r}: a value is listed twice (vary seed to repeat a run)")
+        grid.append((key, values))
+    return grid
+
+
+def combo_label(combo: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in combo.items())
+
+
+def _build_config(values: Mapping[str, Any]) -> RunConfig:
+    return RunConfig(**{k: coerce_field(k, v) for k, v in values.items()})
+
+
+def expand_grid(base: Mapping[str, Any], grid: Sequence[tuple[str, Sequence[Any]]], *,
+                build: Callable[[dict[str, Any]], RunConfig] = _build_config) -> list[tuple[dict[str, Any], RunConfig]]:
+    """Every combination of `grid` over `base`, each validated; [(combination, config), ...].
+
+    Validates all of them before returning any, and reports every bad combination, not only the
+    first: fixing a grid one error per attempt is tedious.
+    """
+    clash = [k for k, _ in grid if k in base]
+    if clash:
+        raise SweepError(f"{clash[0]} is given both as a single value and in --grid; use one of them")
+    keys = [k for k, _ in grid]
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in grid))]
+    if len(combos) > MAX_SWEEP_RUNS:
+        raise SweepError(f"the grid has {len(combos)} combinations; at most {MAX_SWEEP_RUNS} may be enqueued at once")
+    built, bad = [], []
+    for combo in combos:
+        try:
+            built.append((combo, build({**base, **combo})))
+        except ConfigError as e:
+            bad.append(f"  {combo_label(combo) or '(the base configuration)'}: {e}")
+    if bad:
+        raise SweepError(f"{len(bad)} of {len(combos)} combination{'s' if len(combos) != 1 else ''} "
+                         f"{'is' if len(bad) == 1 else 'are'} invalid; nothing was enqueued:\n" + "\n".join(bad))
+    return built
+
+
+def new_sweep_id() -> str:
+    return f"sweep-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def enqueue(engine: Engine, plan: Sequence[tuple[Mapping[str, Any], RunConfig]], *, sweep: bool,
+            name: str | None = None, retries: int = 1) -> tuple[str | None, list[tuple[int, str]]]:
+    """Insert the runs of `plan` (from expand_grid), all or none, as one sweep when `sweep`.
+
+    Returns (sweep id or None, [(run id, combination label), ...]).
+    """
+    if retries < 0:
+        raise SweepError("--retries must be >= 0")
+    sweep_id = new_sweep_id() if sweep else None
+    labels = [combo_label(combo) for combo, _ in plan]
+    names = [" ".join(p for p in (name, label) if p) or None for label in labels]
+    ids = create_runs(engine, [cfg for _, cfg in plan], names=names, sweep_id=sweep_id, retries=retries)
+    return sweep_id, list(zip(ids, labels))

@@ -3,6 +3,7 @@
     queued -> running -> completed | failed | cancelled
     queued -> cancelled            (cancelled before a worker took it)
     running -> queued              (requeued after its worker or process was lost, retries left)
+    failed | cancelled -> queued   (resubmitted: `train --resume` continues from its last checkpoint)
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     QUEUED: (RUNNING, CANCELLED),
     RUNNING: (COMPLETED, FAILED, CANCELLED, QUEUED),
     COMPLETED: (),
-    FAILED: (),
-    CANCELLED: (),
+    FAILED: (QUEUED,),
+    CANCELLED: (QUEUED,),
 }
 
 
@@ -55,6 +56,8 @@ def transition(conn: Connection, run_id: int, new: str, *, expect: str | tuple[s
             raise IllegalTransition(f"a run cannot go from {src} to {new}")
     if new in FINISHED:
         values.setdefault("finished_at", utcnow())
+    elif new == QUEUED:
+        values.setdefault("finished_at", None)
     result = conn.execute(
         update(runs).where(runs.c.id == run_id, runs.c.status.in_(sources)).values(status=new, **values)
     )

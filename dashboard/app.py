@@ -1,0 +1,53 @@
+"""SimCLR Lab dashboard: `streamlit run dashboard/app.py` (the README's `./lab.sh serve`).
+
+Pages (st.navigation): Launch, Runs, Run detail (deep link ?run=ID), Compare. This entry script
+runs on every interaction: it gates on the optional password, keeps a local worker alive when no
+other worker is, draws the sidebar, and runs the chosen page.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Streamlit puts this file's folder on sys.path, not the project's; the project is needed for db/.
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import auth, nav  # noqa: E402
+from dashboard.common import get_engine  # noqa: E402
+from dashboard.local_worker import LocalWorker, create  # noqa: E402
+from db.session import default_url  # noqa: E402
+
+
+@st.cache_resource(show_spinner=False)
+def _local_worker(db_url: str) -> LocalWorker:
+    return create(db_url)
+
+
+def sidebar() -> None:
+    engine = get_engine()
+    status = _local_worker(default_url()).ensure(engine)
+    st.sidebar.caption(f"Workers: {status}")
+    st.sidebar.caption(f"Database: {engine.url.render_as_string(hide_password=True)}")
+
+
+def main() -> None:
+    st.set_page_config(page_title="SimCLR Lab", page_icon=":material/science:", layout="wide")
+    # ?run=ID on the bare address opens that run (the Run detail page is the default then).
+    default = nav.RUN if "run" in st.query_params else nav.LAUNCH
+    signed_in = auth.is_authenticated()
+    # The pages are registered either way, so that a deep link such as /run?run=7 keeps its page
+    # and query through the sign-in; signed out, the sign-in form is drawn instead of the page.
+    page = st.navigation(nav.pages(default), position="sidebar" if signed_in else "hidden")
+    if not signed_in:
+        auth.sign_in_page()
+        return
+    sidebar()
+    page.run()
+
+
+main()

@@ -1,0 +1,114 @@
+"""Curves: metric rows -> pandas -> plotly, downsampled on the server.
+
+A browser drawing 50 runs x 10,000 points as SVG freezes; no screen has 10,000 pixels across. So
+every series is cut to a point budget before it leaves the server: in SQL when loading history
+(db.views.metric_columns(max_points=...)) and here, with the same every-k-th-step rule, for rows
+already in memory (live caches that keep growing). The newest point of a series is always kept,
+so a live curve ends where the run is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from db.views import METRIC_COLUMNS
+
+# Points per chart across all its series; each series gets a share, but never fewer than this.
+CHART_POINT_BUDGET = 20_000
+MIN_POINTS_PER_SERIES = 200
+
+X_AXES: dict[str, str] = {"step": "step", "epoch": "epoch", "images seen": "images_seen", "wall time": "wall_min"}
+X_TITLES = {"step": "step", "epoch": "epoch", "images seen": "images seen", "wall time": "wall time (min)"}
+METRIC_TITLES = {"train/loss": "NT-Xent loss (per step)", "epoch/loss": "NT-Xent loss (epoch mean)",
+                 "knn/top1": "kNN top-1 accuracy", "linear/top1": "linear top-1 accuracy",
+                 "linear/loss": "linear classifier loss", "train/lr": "learning rate",
+                 "train/images_per_sec": "images / s"}
+
+
+def points_per_series(n_series: int, budget: int = CHART_POINT_BUDGET) -> int:
+    return max(MIN_POINTS_PER_SERIES, budget // max(1, n_series))
+
+
+def frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """Metric columns (db.views.metric_columns) as a typed frame."""
+    df = pd.DataFrame({c: columns.get(c, []) for c in METRIC_COLUMNS})
+    return df.astype({"id": "int64", "run_id": "int64", "step": "int64", "epoch": "float64",
+                      "value": "float64", "time": "float64"})
+
+
+def downsample(df: pd.DataFrame, max_points: int, by: Sequence[str] = ("run_id", "name")) -> pd.DataFrame:
+    """At most ~max_points rows per series: every k-th row (k from the series' length) plus its last.
+
+    Expects rows sorted by series then step (as db.views returns them).
+    """
+    if df.empty:
+        return df
+    groups = df.groupby(list(by), sort=False)
+    size = groups["step"].transform("size").to_numpy()
+    if size.max() <= max_points:
+        return df
+    position = groups.cumcount().to_numpy()
+    stride = np.ceil(size / max_points).astype(np.int64)
+    keep = (position % stride == 0) | (position == size - 1)
+    return df[keep]
+
+
+def add_x(df: pd.DataFrame, runs: Mapping[int, Mapping[str, Any]]) -> pd.DataFrame:
+    """Add the other x axes: images seen (step x the run's batch) and wall time since the run's first row."""
+    df = df.copy()
+    batch = df["run_id"].map({rid: r.get("batch_size") or 0 for rid, r in runs.items()}).fillna(0)
+    df["images_seen"] = df["step"] * batch.astype("int64")
+    start = df.groupby("run_id")["time"].transform("min")
+    df["wall_min"] = (df["time"] - start) / 60.0
+    return df
+
+
+def smooth(df: pd.DataFrame, weight: float, by: Sequence[str] = ("run_id", "name")) -> pd.DataFrame:
+    """TensorBoard-style exponential smoothing, 0 (none) .. 0.99, per series, bias-corrected at the start."""
+    if weight <= 0 or df.empty:
+        return df
+    df = df.copy()
+    df["value"] = df.groupby(list(by), sort=False)["value"].transform(
+        lambda s: s.ewm(alpha=1.0 - weight, adjust=True).mean())
+    return df
+
+
+def line_figure(df: pd.DataFrame, *, x: str = "step", labels: Mapping[int, str] | None = None,
+                title: str = "", y_title: str = "", log_y: bool = False, height: int = 360,
+                by_name: bool = False) -> go.Figure:
+    """One line per run (or per metric name when by_name), already downsampled."""
+    column = X_AXES.get(x, x)
+    fig = go.Figure()
+    key = "name" if by_name else "run_id"
+    for series_key, part in df.groupby(key, sort=True):
+        name = str(series_key) if by_name else (labels or {}).get(int(series_key), f"#{series_key}")
+        many = len(part) > 1
+        fig.add_trace(go.Scatter(x=part[column].to_numpy(), y=part["value"].to_numpy(), name=name,
+                                 mode="lines" if many else "markers", line={"width": 1.5}))
+    fig.update_layout(
+        title={"text": title}, height=height, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        xaxis_title=X_TITLES.get(x, x), yaxis_title=y_title, legend={"orientation": "h", "y": -0.2},
+        # a constant uirevision keeps the user's zoom and hidden traces when a live chart redraws
+        uirevision="keep", hovermode="x unified" if df["run_id"].nunique() <= 10 else "closest",
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def subset_accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
+    """Linear top-1 against data subset size, one line per batch size, error bars = std over seeds."""
+    fig = go.Figure()
+    for batch, part in table.sort_values("subset_size").groupby("batch_size", sort=True):
+        fig.add_trace(go.Scatter(
+            x=part["subset_size"].to_numpy(), y=part["accuracy_mean"].to_numpy(), name=f"batch {batch}",
+            mode="lines+markers", error_y={"type": "data", "array": part["accuracy_std"].fillna(0).to_numpy(),
+                                           "visible": bool(part["accuracy_std"].notna().any())}))
+    fig.update_layout(title={"text": title}, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_title="data subset (images)", yaxis_title="linear top-1 accuracy",
+                      legend={"orientation": "h", "y": -0.25})
+    return fig

@@ -1,0 +1,125 @@
+"""Compare: runs side by side. Overlaid curves, the config diff, and the seed experiment's table.
+
+Pick runs (deep link ?runs=3,4,5) or a whole sweep (?sweep=ID). Not live on purpose: comparisons
+are of finished runs, and a table that reorders itself under the reader is no help.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, results
+from dashboard.common import get_engine, run_label
+from db import views
+from db.status import COMPLETED
+
+MODE, SWEEP, RUNS = "cmp_mode", "cmp_sweep", "cmp_runs"
+METRIC, X_AXIS, SMOOTH, LOG_Y = "cmp_metric", "cmp_x", "cmp_smooth", "cmp_log"
+DEFAULT_RUNS = 24  # with nothing chosen, the newest completed runs
+
+
+def _init_from_url(labels: dict[int, str], sweeps: dict[str, int]) -> None:
+    state = st.session_state
+    if MODE in state:
+        return
+    sweep = st.query_params.get("sweep")
+    wanted = [int(t) for t in st.query_params.get("runs", "").split(",") if t.strip().isdigit()]
+    if sweep in sweeps:
+        state[MODE], state[SWEEP] = "Sweep", sweep
+        return
+    state[MODE] = "Runs"
+    state[RUNS] = [i for i in wanted if i in labels] or [
+        r["id"] for r in views.run_summaries(get_engine(), status=[COMPLETED])[:DEFAULT_RUNS]]
+
+
+def _pick(engine: Any) -> list[int]:
+    labels = views.run_labels(engine)
+    sweeps = {s["sweep_id"]: s["runs"] for s in views.sweeps(engine)}
+    _init_from_url(labels, sweeps)
+    mode = st.radio("Compare", ["Runs", "Sweep"], horizontal=True, key=MODE)
+    if mode == "Sweep":
+        if not sweeps:
+            st.info("No sweeps yet: launch one in grid mode.")
+            return []
+        if st.session_state.get(SWEEP) not in sweeps:
+            st.session_state[SWEEP] = next(iter(sweeps))
+        sweep = st.selectbox("Sweep", list(sweeps), key=SWEEP, format_func=lambda s: f"{s} ({sweeps[s]} runs)")
+        return sorted(views.run_ids(engine, sweep_id=sweep))
+    st.session_state[RUNS] = [i for i in st.session_state.get(RUNS, []) if i in labels]
+    return sorted(st.multiselect("Runs", list(labels), key=RUNS, format_func=lambda i: labels[i]))
+
+
+def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
+    ids = [r["id"] for r in runs]
+    names = views.metric_names(engine, ids)
+    if not names:
+        st.caption("No metrics logged yet.")
+        return
+    c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+    if st.session_state.get(METRIC) not in names:
+        st.session_state[METRIC] = "train/loss" if "train/loss" in names else names[0]
+    metric = c1.selectbox("Metric", names, key=METRIC, format_func=lambda n: f"{n} ({charts.METRIC_TITLES.get(n, n)})")
+    x = c2.radio("x axis", list(charts.X_AXES), horizontal=True, key=X_AXIS)
+    weight = c3.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=SMOOTH, help="exponential moving average weight")
+    log_y = c4.toggle("log y", key=LOG_Y)
+    by_id = {r["id"]: r for r in runs}
+    budget = charts.points_per_series(len(ids))
+    df = charts.frame(views.metric_columns(engine, ids, [metric], max_points=budget))
+    df = charts.smooth(charts.add_x(df, by_id), weight)
+    fig = charts.line_figure(df, x=x, labels={i: run_label(r) for i, r in by_id.items()},
+                             title=charts.METRIC_TITLES.get(metric, metric), log_y=log_y, height=420)
+    st.plotly_chart(fig, key="cmp_chart", config={"displaylogo": False})
+
+    def full_csv() -> bytes:
+        # Every point, not the drawn sample; built only when the button is clicked.
+        full = charts.add_x(charts.frame(views.metric_columns(engine, ids, [metric])), by_id)
+        full.insert(1, "run", full["run_id"].map(lambda i: run_label(by_id[i])))
+        return full.drop(columns=["id"]).rename(columns={"wall_min": "wall_time_min"}).to_csv(index=False).encode()
+
+    st.download_button("Download curves (CSV, every point)", data=full_csv,
+                       file_name=f"curves-{metric.replace('/', '_')}.csv", mime="text/csv", key="cmp_curves_csv",
+                       on_click="ignore")
+
+
+def _seed_tables(runs: Sequence[dict[str, Any]]) -> None:
+    tables = results.seed_tables(runs)
+    if not tables:
+        st.caption("No run here has linear-probe results yet (they are computed when a run completes).")
+        return
+    st.caption("Linear classifier on frozen features, test set: loss and top-1 accuracy. "
+               "Runs differing only in seed share a cell: mean ± std (n-1).")
+    for i, table in enumerate(tables):
+        st.markdown(f"**{table.title}**")
+        left, right = st.columns([3, 2])
+        left.dataframe(table.display, hide_index=True, key=f"cmp_seed_table_{i}")
+        right.plotly_chart(charts.subset_accuracy_figure(table.numbers, "accuracy vs data subset"),
+                           key=f"cmp_subset_chart_{i}", config={"displaylogo": False})
+    st.download_button("Download table (CSV)", data=results.tables_csv(tables), file_name="results.csv",
+                       mime="text/csv", key="cmp_table_csv", on_click="ignore")
+
+
+def render() -> None:
+    st.title("Compare")
+    engine = get_engine()
+    ids = _pick(engine)
+    if not ids:
+        st.info("Pick runs or a sweep to compare.")
+        return
+    runs = views.run_summaries(engine, ids=ids)
+    st.subheader("Results")
+    _seed_tables(runs)
+    st.subheader("Curves")
+    _curves(engine, runs)
+    st.subheader("Configuration differences")
+    diff = results.config_diff(runs)
+    if diff.empty:
+        st.caption("All chosen runs have the same configuration." if len(runs) > 1 else "One run chosen.")
+    else:
+        st.dataframe(diff, key="cmp_config_diff")
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,243 @@
+"""Launch: the run configuration form, grid mode, the seed-experiment preset, augmentation preview.
+
+Plain widgets, not st.form: the learning-rate rule, the run count and the time estimate must
+follow every change as it is made, and a st.form only reports on submit. Each rerun validates the
+form (cheap: RunConfig only) and shows errors under the fields they are about; Launch enqueues
+only a form without errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import launch_form as lf
+from dashboard import nav, preview
+from dashboard.common import fmt_duration, get_engine
+from dashboard.estimate import estimate
+from db import views
+from db.config import config_fields
+from db.queue import enqueue, live_workers
+
+SINGLE, GRID = "lf_", "lg_"  # widget key prefixes: single-run values, grid values
+GRID_MODE = "launch_grid_mode"
+SAVED = "launch_saved"  # widget values kept across page switches (Streamlit drops those of unrendered widgets)
+RESULT = "launch_result"
+
+
+def _key(f: dataclasses.Field, grid: bool) -> str:
+    return (GRID if grid and f.name in lf.GRID_FIELDS else SINGLE) + f.name
+
+
+def _grid_value_from_single(f: dataclasses.Field) -> Any:
+    single = st.session_state.get(SINGLE + f.name, lf.default_text(f))
+    return [single] if "choices" in f.metadata else single
+
+
+def _prepare_state() -> None:
+    """Seed the widgets' session state before they are created (the only time it may be set)."""
+    state = st.session_state
+    saved: dict[str, Any] = state.setdefault(SAVED, {})
+    clone = state.pop(nav.CLONE_KEY, None)
+    if clone is not None:
+        saved.clear()
+        for name, text in lf.widget_values_for(clone).items():
+            saved[SINGLE + name] = text
+        saved[GRID_MODE] = False
+        state[RESULT] = ("info", "Loaded a copy of the run's configuration; change it and launch.")
+        for key in [k for k in state if str(k).startswith((SINGLE, GRID))]:
+            del state[key]
+    for key, value in saved.items():
+        if key not in state:
+            state[key] = value
+    for f in config_fields():
+        state.setdefault(SINGLE + f.name, lf.default_text(f))
+        if f.name in lf.GRID_FIELDS:
+            state.setdefault(GRID + f.name, _grid_value_from_single(f))
+    state.setdefault(GRID_MODE, False)
+
+
+def _apply_seed_preset() -> None:
+    """The seed experiment: ResNet18 + LARS, subsets 300/500/1000/1500 x batches 64/128/256."""
+    st.session_state[GRID_MODE] = True
+    fields = {f.name: f for f in config_fields()}
+    for name, values in lf.SEED_PRESET.items():
+        st.session_state[GRID + name] = list(values) if "choices" in fields[name].metadata else ", ".join(values)
+    for name in lf.GRID_FIELDS:  # the fields the preset leaves alone take the single-run value
+        if name not in lf.SEED_PRESET:
+            st.session_state[GRID + name] = _grid_value_from_single(fields[name])
+    st.session_state[RESULT] = ("info", "Seed-experiment preset: 4 subsets x 3 batch sizes = 12 runs.")
+
+
+def _enter_grid_mode() -> None:
+    if st.session_state.get(GRID_MODE):
+        for f in config_fields():
+            if f.name in lf.GRID_FIELDS:
+                st.session_state[GRID + f.name] = _grid_value_from_single(f)
+
+
+def _ints(value: Any) -> list[int]:
+    texts = value if isinstance(value, list) else lf.parse_list(str(value))
+    return [int(t) for t in texts if str(t).strip().isdigit()]
+
+
+def _field(f: dataclasses.Field, grid: bool, raw: dict[str, Any]) -> Any:
+    key = _key(f, grid)
+    label = lf.label(f)
+    help_ = lf.help_text(f)
+    choices = f.metadata.get("choices")
+    if grid and f.name in lf.GRID_FIELDS:
+        if choices:
+            return st.multiselect(label, list(choices), key=key, help=help_)
+        return st.text_input(f"{label} (comma-separated)", key=key, help=help_, placeholder="e.g. 64, 128, 256")
+    if choices:
+        return st.selectbox(label, list(choices), key=key, help=help_)
+    placeholder = "default" if f.default is None else None
+    if f.name == "lr":
+        optimizers = raw.get("optimizer") or [lf.default_text(f)]
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        batches = _ints(raw.get("batch_size", "")) or [256]
+        placeholder = "rule"
+        value = st.text_input(label, key=key, help=help_ + " " + lf.lr_caption(optimizers, batches),
+                              placeholder=placeholder)
+        st.caption(lf.lr_caption(optimizers, batches))
+        return value
+    if f.name == "subset_size":
+        placeholder = "all images"
+    return st.text_input(label, key=key, help=help_, placeholder=placeholder)
+
+
+def _form(grid: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Draw every field; returns (raw values, error slot per field)."""
+    raw: dict[str, Any] = {}
+    slots: dict[str, Any] = {}
+    advanced: list[tuple[str, list[dataclasses.Field]]] = []
+    for title, fields in lf.sections():
+        basic = [f for f in fields if f.name not in lf.ADVANCED]
+        extra = [f for f in fields if f.name in lf.ADVANCED]
+        if extra:
+            advanced.append((title, extra))
+        if not basic:
+            continue
+        st.markdown(f"**{title}**")
+        for f, col in zip(basic, _columns(len(basic))):
+            with col:
+                raw[f.name] = _field(f, grid, raw)
+                slots[f.name] = st.empty()
+    with st.expander("Advanced settings"):
+        for title, fields in advanced:
+            st.markdown(f"**{title}**")
+            for f, col in zip(fields, _columns(len(fields))):
+                with col:
+                    raw[f.name] = _field(f, grid, raw)
+                    slots[f.name] = st.empty()
+    return raw, slots
+
+
+def _columns(n: int) -> list[Any]:
+    per_row = 4
+    cols: list[Any] = []
+    for start in range(0, n, per_row):
+        cols.extend(st.columns(per_row)[: min(per_row, n - start)])
+    return cols
+
+
+def _save(grid: bool) -> None:
+    saved = st.session_state[SAVED]
+    for f in config_fields():
+        for key in {SINGLE + f.name, GRID + f.name}:
+            if key in st.session_state:
+                saved[key] = st.session_state[key]
+    saved[GRID_MODE] = grid
+
+
+def _plan_table(plan: lf.Plan) -> tuple[pd.DataFrame, list[float]]:
+    engine = get_engine()
+    observed = views.observed_throughput(engine)
+    devices = [w["devices"] for w in live_workers(engine)]
+    rows, seconds = [], []
+    for combo, cfg in plan.runs:
+        est = estimate(cfg, observed, devices)
+        seconds.append(est.seconds if est else float("nan"))
+        rows.append({**{k: lf.value_text(v) or "all" for k, v in combo.items()},
+                     "estimated time": fmt_duration(est.seconds) if est else "unknown",
+                     "basis": est.basis if est else ""})
+    return pd.DataFrame(rows), seconds
+
+
+def _launch(plan: lf.Plan, name: str) -> None:
+    if not plan.ok:
+        st.session_state[RESULT] = ("error", "Nothing was launched: fix the errors marked above.")
+        return
+    sweep_id, queued = enqueue(get_engine(), plan.runs, sweep=len(plan.runs) > 1, name=name.strip() or None)
+    ids = [run_id for run_id, _ in queued]
+    what = f"sweep {sweep_id}: {len(ids)} runs (ids {ids[0]}-{ids[-1]})" if sweep_id else f"run {ids[0]}"
+    st.session_state[RESULT] = ("success", f"Queued {what}.")
+
+
+def render() -> None:
+    st.title("Launch")
+    _prepare_state()
+    top = st.columns([1, 1, 2])
+    grid = top[0].toggle("Grid mode", key=GRID_MODE, on_change=_enter_grid_mode,
+                         help="Several values for encoder, optimizer, batch size, subset size, epochs and "
+                              "seed: every combination becomes one run of a sweep.")
+    top[1].button("Seed-experiment preset", on_click=_apply_seed_preset, key="launch_seed_preset",
+                  help="ResNet18 + LARS, data subset 300/500/1000/1500 x batch 64/128/256 (12 runs), "
+                       "the experiment this project started from. Other fields keep their values.")
+
+    raw, slots = _form(grid)
+    name = st.text_input("Run name (optional)", key="launch_name",
+                         help="A sweep's runs get this name plus their grid values.")
+    _save(grid)
+
+    plan = lf.build_plan(raw, grid)
+    for field_name, messages in plan.errors.items():
+        target = slots.get(field_name)
+        text = "\n\n".join(messages)
+        if target is not None:
+            target.error(text)
+        else:
+            st.error(text)
+
+    if plan.ok:
+        table, seconds = _plan_table(plan)
+        known = [s for s in seconds if s == s]
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Runs", len(plan.runs))
+        if known:
+            per_run = (fmt_duration(min(known)) if min(known) == max(known)
+                       else f"{fmt_duration(min(known))} - {fmt_duration(max(known))}")
+            c2.metric("Estimated time per run", per_run)
+            c3.metric("All runs, one after another", fmt_duration(sum(known)))
+        if grid and len(plan.runs) > 1:
+            st.dataframe(table, hide_index=True, key="launch_plan_table")
+        elif len(table):
+            st.caption(f"Estimate basis: {table['basis'].iloc[0]}")
+
+    st.button("Launch", type="primary", key="launch_button", on_click=_launch, args=(plan, name),
+              help="Enqueue the run(s); a worker picks them up.")
+    result = st.session_state.pop(RESULT, None)
+    if result:
+        kind, message = result
+        getattr(st, kind)(message)
+        if kind == "success":
+            st.page_link(nav.RUNS.path, label="Watch them on the Runs page", icon=":material/table_rows:")
+
+    with st.expander("Augmentation preview"):
+        st.caption("A few test images of the chosen dataset, each with two views drawn by the engine's "
+                   "BatchedAugment at the chosen image size and jitter strength.")
+        if not plan.runs:
+            st.info("Fix the form's errors to preview its augmentation.")
+        elif st.button("Draw views", key="launch_preview"):
+            try:
+                preview.show(preview.draw(plan.runs[0][1].to_dict()))
+            except Exception as e:  # a preview failing (missing data, engine not installed) must not break the form
+                st.error(f"Could not draw a preview: {e}")
+
+
+if __name__ == "__main__":
+    render()

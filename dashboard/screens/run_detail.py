@@ -1,0 +1,151 @@
+"""Run detail (deep link ?run=ID): configuration, status and error, curves, log tail, checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import actions, charts, live, nav
+from dashboard.common import fmt_duration, fmt_time, get_engine, run_label
+from dashboard.launch_form import value_text
+from db import views
+from db.status import FINISHED, QUEUED, RUNNING
+
+LOG_TAIL_BYTES = 64 * 1024
+LOG_TAIL_LINES = 200
+CACHE = "run_detail_curves"
+CHARTS = (("Loss", ("train/loss", "epoch/loss")), ("kNN top-1", ("knn/top1",)),
+          ("Learning rate", ("train/lr",)), ("Images / s", ("train/images_per_sec",)))
+
+
+def _chosen_run() -> int | None:
+    """The run named by ?run=ID, else one picked here (and then written into the URL)."""
+    labels = views.run_labels(get_engine())
+    if not labels:
+        st.info("No runs yet.")
+        return None
+    param = st.query_params.get("run")
+    run_id = int(param) if param and param.isdigit() else None
+    if param and run_id not in labels:
+        st.error(f"There is no run with id {param}; pick one below.")
+        run_id = None
+    options = list(labels)
+    choice = st.selectbox("Run", options, index=options.index(run_id) if run_id in labels else 0,
+                          format_func=lambda i: labels[i])
+    if str(choice) != param:
+        st.query_params["run"] = str(choice)
+    return choice
+
+
+def tail(path: str | None, max_bytes: int = LOG_TAIL_BYTES, lines: int = LOG_TAIL_LINES) -> str | None:
+    """The last lines of a log without reading it all (logs of long runs grow large)."""
+    if not path or not Path(path).is_file():
+        return None
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        data = f.read().decode("utf-8", errors="replace")
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _status(run: dict[str, Any]) -> None:
+    status = run["display_status"]
+    line = f"**Status:** {status}"
+    if run.get("device"):
+        line += f" · device {run['device']}"
+    if run.get("attempts"):
+        line += f" · attempt {run['attempts']}"
+    if run.get("sweep_id"):
+        line += f" · sweep {run['sweep_id']}"
+    st.markdown(line)
+    st.progress(run["progress"], text=f"{run['progress']:.0%}")
+    if status == views.DEAD:
+        st.error(f"No heartbeat for {fmt_duration(run['heartbeat_age_s'])}: its worker or machine is gone. "
+                 "A live worker requeues or fails it; if none is running, start one.")
+    if run.get("error"):
+        (st.warning if run["status"] == "cancelled" else st.error)(run["error"])
+    c = st.columns(5)
+    c[0].metric("Loss (latest)", _num(run.get("latest_loss")))
+    c[1].metric("kNN top-1", _num(run.get("knn_top1")))
+    c[2].metric("Linear loss", _num(run.get("linear_loss")))
+    c[3].metric("Linear top-1", _num(run.get("linear_top1")))
+    c[4].metric("Duration", fmt_duration(run.get("duration_s")) or "-")
+    st.caption(f"created {fmt_time(run['created_at'])} · started {fmt_time(run['started_at']) or '-'} · "
+               f"finished {fmt_time(run['finished_at']) or '-'}")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _live(run_id: int) -> None:
+    engine = get_engine()
+    found = views.run_summaries(engine, ids=[run_id])
+    if not found:
+        st.warning(f"Run {run_id} no longer exists.")
+        return
+    run = found[0]
+    _status(run)
+    names = [n for _, group in CHARTS for n in group]
+    df = live.series(f"{CACHE}_{run_id}", engine, [run_id], names, charts.points_per_series(1))
+    cols = st.columns(2)
+    for i, (title, group) in enumerate(CHARTS):
+        part = df[df["name"].isin(group)]
+        with cols[i % 2]:
+            if part.empty:
+                st.caption(f"{title}: no points yet")
+                continue
+            fig = charts.line_figure(part, x="step", title=title, by_name=True, height=300)
+            st.plotly_chart(fig, key=f"run_chart_{i}", config={"displaylogo": False})
+    st.subheader("Log")
+    text = tail(run.get("log_path"))
+    if text is None:
+        st.caption("No log yet (a worker writes it when the run starts).")
+    else:
+        st.caption(run["log_path"])
+        st.code(text, language=None)
+    # The page was drawn while the run was live; once it ends, one full rerun stops the polling.
+    if st.session_state.get(f"run_detail_live_{run_id}") and run["status"] in FINISHED:
+        st.session_state.pop(f"run_detail_live_{run_id}")
+        st.rerun(scope="app")
+
+
+def render() -> None:
+    st.title("Run detail")
+    run_id = _chosen_run()
+    if run_id is None:
+        return
+    engine = get_engine()
+    run = views.run_summaries(engine, ids=[run_id])[0]
+    st.subheader(run_label(run))
+    c1, c2, c3, _ = st.columns([1, 1, 2, 2])
+    if c1.button("Cancel", key="detail_cancel", disabled=run["status"] not in (QUEUED, RUNNING)):
+        st.toast(actions.cancel_runs(engine, [run_id]).messages[0])
+    if c2.button("Clone", key="detail_clone", help="Open the launch form with this configuration."):
+        nav.clone_into_launch(run["config"])
+    ckpt = run.get("checkpoint_path")
+    if ckpt and Path(ckpt).is_file():
+        size_mb = Path(ckpt).stat().st_size / 1e6
+        # A callable: the file is read only when someone clicks, not on every redraw.
+        c3.download_button(f"Download checkpoint ({size_mb:.1f} MB)", data=lambda: Path(ckpt).read_bytes(),
+                           file_name=f"run-{run_id}-checkpoint.pt", mime="application/octet-stream",
+                           key="detail_checkpoint", on_click="ignore")
+    else:
+        c3.caption("No checkpoint yet (one is written after every epoch).")
+
+    active = run["status"] in (QUEUED, RUNNING)
+    st.session_state[f"run_detail_live_{run_id}"] = active
+    st.fragment(_live, run_every=live.REFRESH_EVERY_S if active else None)(run_id)
+
+    with st.expander("Configuration", expanded=False):
+        cfg = run.get("config") or {}
+        st.dataframe(pd.DataFrame({"field": list(cfg), "value": [value_text(v) or "(default)" for v in cfg.values()]}),
+                     hide_index=True, key="detail_config")
+
+
+if __name__ == "__main__":
+    render()

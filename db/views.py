@@ -1,0 +1,221 @@
+"""Read-only queries for the dashboard.
+
+Everything here only SELECTs, so it can run as often as the dashboard polls (every ~2 s per open
+page) without ever taking SQLite's write lock. Results are plain Python values (dicts, lists of
+columns); the dashboard turns them into pandas frames itself, which keeps pandas out of `db/`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Engine, and_, func, literal, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from db.models import metrics, runs
+from db.queue import DEFAULT_STALE_AFTER_S
+from db.session import read_tx
+from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, utcnow
+
+# A running run whose last sign of life is older than this is shown as dead. The same figure the
+# workers use to recover stale runs, so the dashboard never calls "dead" a run a worker would not.
+HEARTBEAT_TIMEOUT_S = DEFAULT_STALE_AFTER_S
+
+# What the dashboard shows instead of the stored status, for runs the stored status misdescribes.
+DEAD = "dead"  # stored `running`, but no heartbeat for HEARTBEAT_TIMEOUT_S: its worker is gone
+CANCELLING = "cancelling"  # stored `running`, cancel requested, not yet stopped
+DISPLAY_STATUSES = (QUEUED, RUNNING, CANCELLING, DEAD, COMPLETED, FAILED, CANCELLED)
+
+# The columns a run table needs; `subset_indices` (up to 50,000 ints) is left out on purpose.
+SUMMARY_COLUMNS = (
+    "id", "name", "status", "config", "dataset", "encoder", "optimizer", "batch_size", "subset_size",
+    "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id",
+    "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps",
+    "final_loss", "knn_top1", "linear_loss", "linear_top1", "error",
+)
+METRIC_COLUMNS = ("id", "run_id", "name", "step", "epoch", "value", "time")
+
+
+def _latest(name: str, column: ColumnElement) -> Any:
+    """The newest value of `column` among run's `name` rows: one index probe per run (run_id, name, step)."""
+    return (select(column).where(metrics.c.run_id == runs.c.id, metrics.c.name == name)
+            .order_by(metrics.c.step.desc()).limit(1).scalar_subquery())
+
+
+def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_id: str | None = None,
+                  ids: Sequence[int] | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Runs, newest first, with their latest loss and accuracies, progress and display status.
+
+    `status` filters on *display* statuses (so "dead" and "cancelling" can be asked for).
+    """
+    query = select(
+        *(runs.c[c] for c in SUMMARY_COLUMNS),
+        _latest("train/loss", metrics.c.value).label("latest_loss"),
+        _latest("train/loss", metrics.c.step).label("latest_step"),
+        _latest("train/loss", metrics.c.epoch).label("latest_epoch"),
+        _latest("knn/top1", metrics.c.value).label("latest_knn_top1"),
+        _latest("linear/loss", metrics.c.value).label("latest_linear_loss"),
+        _latest("linear/top1", metrics.c.value).label("latest_linear_top1"),
+    ).order_by(runs.c.id.desc())
+    if sweep_id:
+        query = query.where(runs.c.sweep_id == sweep_id)
+    if ids is not None:
+        query = query.where(runs.c.id.in_(list(ids)))
+    wanted = set(status) if status else None
+    if wanted:
+        # Narrow in SQL by the stored statuses the display statuses can come from; refine below.
+        stored = {RUNNING if s in (DEAD, CANCELLING) else s for s in wanted}
+        query = query.where(runs.c.status.in_(sorted(stored)))
+    now = now or utcnow()
+    out = []
+    with read_tx(engine) as conn:
+        for row in conn.execute(query).mappings():
+            run = dict(row)
+            run["display_status"] = display_status(run, now)
+            if wanted and run["display_status"] not in wanted:
+                continue
+            run["progress"] = progress(run)
+            # Summary columns are written at the end of a run; until then the newest metric row stands in.
+            for key in ("knn_top1", "linear_loss", "linear_top1"):
+                if run[key] is None:
+                    run[key] = run[f"latest_{key}"]
+            run["duration_s"] = duration_s(run, now)
+            run["heartbeat_age_s"] = heartbeat_age_s(run, now)
+            out.append(run)
+    return out
+
+
+def heartbeat_age_s(run: dict[str, Any], now: datetime) -> float | None:
+    last = run.get("heartbeat_at") or run.get("started_at")
+    return None if last is None else (now - last).total_seconds()
+
+
+def display_status(run: dict[str, Any], now: datetime) -> str:
+    """The stored status, except that a running run with a stale heartbeat is `dead`.
+
+    A worker that notices the stale run will requeue or fail it; until one does (or when no worker
+    is alive at all) the dashboard must not keep saying "running".
+    """
+    if run["status"] != RUNNING:
+        return run["status"]
+    age = heartbeat_age_s(run, now)
+    if age is not None and age > HEARTBEAT_TIMEOUT_S:
+        return DEAD
+    return CANCELLING if run.get("cancel_requested") else RUNNING
+
+
+def progress(run: dict[str, Any]) -> float:
+    """Fraction done, 0..1: completed runs are full; else steps (or epochs) done over the total."""
+    if run["status"] == COMPLETED:
+        return 1.0
+    if run.get("total_steps"):
+        step = max(run.get("step") or 0, run.get("latest_step") or 0)
+        return min(1.0, step / run["total_steps"])
+    done = max(float(run.get("epoch") or 0), float(run.get("latest_epoch") or 0))
+    return min(1.0, done / run["epochs"]) if run.get("epochs") else 0.0
+
+
+def duration_s(run: dict[str, Any], now: datetime) -> float | None:
+    start = run.get("started_at")
+    if start is None:
+        return None
+    end = run.get("finished_at") or (now if run["status"] == RUNNING else run.get("heartbeat_at") or now)
+    return max(0.0, (end - start).total_seconds())
+
+
+def sweeps(engine: Engine) -> list[dict[str, Any]]:
+    """Sweep ids with their run counts, newest first."""
+    query = (select(runs.c.sweep_id, func.count().label("runs"), func.min(runs.c.created_at).label("created_at"))
+             .where(runs.c.sweep_id.is_not(None)).group_by(runs.c.sweep_id)
+             .order_by(func.min(runs.c.created_at).desc()))
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def run_ids(engine: Engine, *, sweep_id: str | None = None) -> list[int]:
+    query = select(runs.c.id).order_by(runs.c.id.desc())
+    if sweep_id:
+        query = query.where(runs.c.sweep_id == sweep_id)
+    with read_tx(engine) as conn:
+        return list(conn.execute(query).scalars())
+
+
+def run_labels(engine: Engine) -> dict[int, str]:
+    """`{id: "#id name"}` for pickers, newest first."""
+    query = select(runs.c.id, runs.c.name).order_by(runs.c.id.desc())
+    with read_tx(engine) as conn:
+        return {rid: f"#{rid} {name}" if name else f"#{rid}" for rid, name in conn.execute(query)}
+
+
+# ------------------------------------------------------------------------------------- metrics
+def metric_columns(engine: Engine, run_ids: Sequence[int], names: Sequence[str], *, after_id: int = 0,
+                   max_points: int | None = None) -> dict[str, list[Any]]:
+    """Metric rows as columns {id, run_id, name, step, epoch, value, time}, ordered by run, name, step.
+
+    `after_id`: only rows newer than the ones the caller already drew (ids only grow).
+    `max_points`: downsample in the database to about that many rows per (run, name): every
+    k-th step, k chosen from the series' step span, plus its newest row so the line ends where the
+    run is. The filter runs inside SQLite/PostgreSQL against the (run_id, name, step) index, so 50
+    runs x 10,000 points cost a scan of the index, not 500,000 Python objects.
+    """
+    empty: dict[str, list[Any]] = {c: [] for c in METRIC_COLUMNS}
+    if not run_ids or not names:
+        return empty
+    cols = [metrics.c[c] for c in METRIC_COLUMNS]
+    base = and_(metrics.c.run_id.in_(list(run_ids)), metrics.c.name.in_(list(names)), metrics.c.id > after_id)
+    if max_points:
+        span = (select(metrics.c.run_id, metrics.c.name, func.min(metrics.c.step).label("lo"),
+                       func.max(metrics.c.step).label("hi"))
+                .where(base).group_by(metrics.c.run_id, metrics.c.name).subquery())
+        # stride = ceil((hi - lo + 1) / max_points), in integer arithmetic both backends agree on
+        stride = (span.c.hi - span.c.lo + max_points) // literal(max_points)  # >= 1 since hi >= lo
+        query = (select(*cols).join_from(metrics, span, and_(metrics.c.run_id == span.c.run_id,
+                                                             metrics.c.name == span.c.name))
+                 .where(base, or_((metrics.c.step - span.c.lo) % stride == 0, metrics.c.step == span.c.hi)))
+    else:
+        query = select(*cols).where(base)
+    query = query.order_by(metrics.c.run_id, metrics.c.name, metrics.c.step)
+    with read_tx(engine) as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        return empty
+    return {c: list(v) for c, v in zip(METRIC_COLUMNS, zip(*rows))}
+
+
+def max_metric_id(engine: Engine, run_ids: Sequence[int]) -> int:
+    """The newest metric id of these runs (0 if none): where an incremental reader starts."""
+    if not run_ids:
+        return 0
+    with read_tx(engine) as conn:
+        return conn.execute(select(func.coalesce(func.max(metrics.c.id), 0))
+                            .where(metrics.c.run_id.in_(list(run_ids)))).scalar_one()
+
+
+def metric_names(engine: Engine, run_ids: Sequence[int]) -> list[str]:
+    if not run_ids:
+        return []
+    query = select(metrics.c.name).where(metrics.c.run_id.in_(list(run_ids))).distinct().order_by(metrics.c.name)
+    with read_tx(engine) as conn:
+        return list(conn.execute(query).scalars())
+
+
+def observed_throughput(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """Per recent run that logged speed: its config, device and median train/images_per_sec.
+
+    The launch form's time estimate prefers these measured speeds to a FLOP-count guess.
+    """
+    recent = (select(runs.c.id, runs.c.config, runs.c.device).where(runs.c.started_at.is_not(None))
+              .order_by(runs.c.id.desc()).limit(limit))
+    with read_tx(engine) as conn:
+        by_id = {r.id: r for r in conn.execute(recent)}
+        if not by_id:
+            return []
+        speeds: dict[int, list[float]] = {}
+        q = select(metrics.c.run_id, metrics.c.value).where(metrics.c.run_id.in_(list(by_id)),
+                                                             metrics.c.name == "train/images_per_sec")
+        for run_id, value in conn.execute(q):
+            speeds.setdefault(run_id, []).append(value)
+    return [{"id": rid, "config": by_id[rid].config, "device": by_id[rid].device,
+             "images_per_sec": statistics.median(v)} for rid, v in speeds.items() if v]

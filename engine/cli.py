@@ -1,0 +1,153 @@
+"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel: queue_cli)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from datetime import timedelta
+
+from db.config import ConfigError
+from db.queries import create_run, get_run, list_runs
+from db.session import SchemaError, default_url, make_engine, write_tx
+from db.status import QUEUED, RUNNING, transition, utcnow
+from engine.cli_args import add_config_flags, config_from_values, config_overrides
+
+STALE_AFTER_S = 60
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="SimCLR Lab engine")
+    parser.add_argument("--db", default=None, help="SQLAlchemy URL of the run database "
+                        "(default: $SIMCLR_DB, else sqlite:///runs/simclr.db under the project)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run in the foreground, streaming metrics into the database")
+    add_config_flags(p)
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue run RUN_ID from its last checkpoint (other config flags are not allowed)")
+    p.add_argument("--no-progress", action="store_true", help="print a line per epoch instead of a progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--status", action="append", help="only runs with this status (repeatable)")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("db", help="database maintenance")
+    p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the schema to this code's version")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("execute", help=argparse.SUPPRESS)  # a worker's child process: run one claimed run
+    p.add_argument("run_id", type=int)
+    p.set_defaults(func=cmd_execute)
+
+    from engine.queue_cli import add_queue_commands
+
+    add_queue_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, SchemaError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    overrides = config_overrides(args)
+    db = make_engine(args.db)
+    if args.resume is not None:
+        if overrides:
+            raise ConfigError(next(iter(overrides)), "cannot be changed when resuming (--resume uses the run's config)")
+        run_id = args.resume
+        _reclaim_for_resume(db, run_id)
+    else:
+        cfg = config_from_values(overrides)  # validates every field before anything is written
+        run_id = create_run(db, cfg, name=args.name)
+        with write_tx(db) as conn:
+            transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
+    print(f"run {run_id}  (database {db.url.render_as_string(hide_password=True)})", flush=True)
+    return _execute(db, run_id, progress=not args.no_progress)
+
+
+def _claim_values() -> dict:
+    now = utcnow()
+    return dict(worker_id=f"cli:{socket.gethostname()}:{os.getpid()}", pid=os.getpid(), started_at=now,
+                heartbeat_at=now, attempts=1, cancel_requested=False, error=None)
+
+
+def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
+    with write_tx(db) as conn:
+        run = get_run(conn, run_id)
+        if run is None:
+            raise ConfigError("resume", f"no run with id {run_id}")
+        status = run["status"]
+        if status == "completed":
+            raise ConfigError("resume", f"run {run_id} is already completed")
+        if status == RUNNING:
+            beat = run["heartbeat_at"]
+            if beat is not None and utcnow() - beat < timedelta(seconds=STALE_AFTER_S):
+                raise ConfigError("resume", f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
+                                            "cancel it first or wait until it is stale")
+        if status != QUEUED:
+            transition(conn, run_id, QUEUED, expect=status)
+        transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
+
+
+def _execute(db, run_id: int, *, progress: bool) -> int:  # noqa: ANN001
+    from engine.progress import ProgressBar
+    from engine.runner import execute_run, run_summary_line
+
+    cfg = get_run(db, run_id)["config"]
+    bar = ProgressBar(cfg["batch_size"], cfg["epochs"]) if progress else None
+    try:
+        status = execute_run(db, run_id, on_step=bar.update if bar else None,
+                             log=bar.write if bar else lambda m: print(m, flush=True))
+    finally:
+        if bar:
+            bar.close()
+    print(run_summary_line(get_run(db, run_id)), flush=True)
+    return 1 if status == "failed" else 0
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    from engine.runner import execute_run, run_summary_line
+
+    db = make_engine(args.db)
+    status = execute_run(db, args.run_id, log=lambda m: print(m, flush=True))
+    print(run_summary_line(get_run(db, args.run_id)), flush=True)
+    return 1 if status == "failed" else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    db = make_engine(args.db)
+    rows = list_runs(db, status=args.status, limit=args.limit)
+    header = f"{'id':>5}  {'status':<10} {'dataset':<13} {'encoder':<9} {'stem':<8} {'opt':<5} " \
+             f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6}  name"
+    print(header)
+    for r in rows:
+        fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
+        print(f"{r['id']:>5}  {r['status']:<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
+              f"{r['optimizer']:<5} {r['batch_size']:>5} {r['subset_size'] or 'all':>6} {r['epochs']:>6} "
+              f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6}  {r['name'] or ''}")
+    if not rows:
+        print("(no runs)")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from db.migrate import upgrade
+
+    db = make_engine(args.db, upgrade=False)
+    before, after = upgrade(db)
+    print(f"database {db.url.render_as_string(hide_password=True)}: schema {before or 'empty'} -> {after}")
+    return 0
+
+
+__all__ = ["main", "build_parser", "default_url"]

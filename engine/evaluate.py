@@ -1,0 +1,104 @@
+"""Evaluation of a frozen encoder: the weighted kNN monitor and the linear probe."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0,1] float images -> standardized float32 (mean/std shaped [1,3,1,1])."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)
+    return (x - mean) / std
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *,
+                     device: torch.device, batch_size: int = 512, autocast_dtype: torch.dtype | None = None
+                     ) -> torch.Tensor:
+    """Encoder features (before the projection head) of uint8 images, float32 on `device`."""
+    was_training = encoder.training
+    encoder.eval()  # BatchNorm running statistics, no augmentation: the representation as it is
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = normalize(images[i:i + batch_size].to(device, non_blocking=True), mean, std)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out.append(encoder(x).float())
+    encoder.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+             test_labels: torch.Tensor, *, k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> float:
+    """Weighted kNN accuracy (Wu et al. 2018, as in InstDisc/MoCo monitors).
+
+    Cosine similarity to the memory bank; each of the k nearest neighbours votes for its class
+    with weight exp(similarity / temperature); the class with the largest vote wins.
+    """
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    bank = F.normalize(train_features, dim=1)
+    train_labels = train_labels.to(bank.device)
+    k = min(k, len(bank))
+    correct = 0
+    for i in range(0, len(test_features), chunk):
+        q = F.normalize(test_features[i:i + chunk].to(bank.device), dim=1)
+        sims, idx = (q @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(q), num_classes, device=bank.device)
+        votes.scatter_add_(1, train_labels[idx], (sims / temperature).exp())
+        correct += (votes.argmax(1).cpu() == test_labels[i:i + chunk].cpu()).sum().item()
+    return correct / len(test_features)
+
+
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter: int) -> nn.Linear:
+    """Multinomial logistic regression by full-batch L-BFGS (deterministic, seconds on a CPU)."""
+    torch.manual_seed(0)
+    clf = nn.Linear(x.shape[1], num_classes).to(x.device)
+    # Tolerances far looser than LBFGS's defaults: a probe's accuracy settles long before the
+    # gradient is 1e-7, and the iterations after that are most of the cost.
+    opt = torch.optim.LBFGS(clf.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-4, tolerance_change=1e-7, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(clf(x), y) + l2 * clf.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return clf
+
+
+@torch.enable_grad()
+def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                test_labels: torch.Tensor, *, l2_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2),
+                max_iter: int = 100) -> tuple[float, float]:
+    """Linear probe on frozen features: returns (test cross-entropy loss, test top-1 accuracy).
+
+    Features are standardized with the train statistics. The L2 strength is picked on a held-out
+    tenth of the train features (the test set never chooses anything), then the classifier is
+    refit on all train features.
+    """
+    train_features, test_features = train_features.float(), test_features.float()
+    mu, sigma = train_features.mean(0), train_features.std(0) + 1e-6
+    xtr, xte = (train_features - mu) / sigma, (test_features - mu) / sigma
+    ytr, yte = train_labels.to(xtr.device), test_labels.to(xte.device)
+    num_classes = int(max(ytr.max(), yte.max())) + 1
+
+    perm = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(0)).to(xtr.device)
+    n_val = max(1, len(xtr) // 10)
+    val, fit = perm[:n_val], perm[n_val:]
+    best_l2, best_loss = l2_grid[0], float("inf")
+    for l2 in l2_grid:
+        clf = _fit_logistic(xtr[fit], ytr[fit], num_classes, l2, max_iter)
+        with torch.no_grad():
+            val_loss = F.cross_entropy(clf(xtr[val]), ytr[val]).item()
+        if val_loss < best_loss:
+            best_l2, best_loss = l2, val_loss
+
+    clf = _fit_logistic(xtr, ytr, num_classes, best_l2, max_iter)
+    with torch.no_grad():
+        logits = clf(xte)
+        return F.cross_entropy(logits, yte).item(), (logits.argmax(1) == yte).float().mean().item()

@@ -1,0 +1,114 @@
+"""Run one claimed run to its end: heartbeat, cancel, train, and a true final status.
+
+Used by `python -m engine train` (in the foreground) and by the worker's child processes
+(`python -m engine execute RUN_ID`). Whatever happens, the run leaves `running`: completed,
+cancelled, or failed with a one-line error (the full traceback goes to stderr, i.e. the log).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from typing import Any, Callable
+
+import torch
+from sqlalchemy import Engine, select, update
+
+from db.config import RunConfig, run_dir
+from db.models import runs
+from db.queries import get_run
+from db.session import write_tx
+from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
+from engine.metrics_log import NonFiniteLoss
+from engine.trainer import RunCancelled, RunContext, train
+
+HEARTBEAT_S = float(os.environ.get("SIMCLR_HEARTBEAT_S", "5"))
+
+
+class Heartbeat(threading.Thread):
+    """Every few seconds: mark the run alive and look for a cancel request.
+
+    A thread, not the training loop, so that long evaluations and slow first steps still
+    heartbeat. It only sets an Event; the loop stops itself at the next step boundary.
+    """
+
+    def __init__(self, db: Engine, run_id: int, cancel: threading.Event, interval_s: float = HEARTBEAT_S):
+        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
+        self.db, self.run_id, self.cancel, self.interval_s = db, run_id, cancel, interval_s
+        self._stop = threading.Event()
+
+    def beat(self) -> None:
+        with write_tx(self.db) as conn:
+            conn.execute(update(runs).where(runs.c.id == self.run_id).values(heartbeat_at=utcnow()))
+            if conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
+                self.cancel.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.beat()
+            except Exception as e:  # a busy or briefly unreachable database must not kill training
+                print(f"heartbeat failed: {e}", file=sys.stderr)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def failure_message(exc: BaseException, cfg: RunConfig) -> str:
+    """One line for the run's `error` column: what went wrong and, where we know, what to do."""
+    if isinstance(exc, NonFiniteLoss):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return (f"CUDA out of memory at batch size {cfg.batch_size}; try a smaller batch size "
+                f"(e.g. {max(2, cfg.batch_size // 2)}) or the imagenet stem")
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float], None] | None = None,
+                log: Callable[[str], None] = print) -> str:
+    """Train run `run_id` (already claimed: status running) to completion; returns its final status."""
+    run = get_run(db, run_id)
+    if run is None:
+        raise LookupError(f"no run with id {run_id}")
+    if run["status"] != RUNNING:
+        raise RuntimeError(f"run {run_id} is {run['status']}, not running: claim it first")
+    cfg = RunConfig.from_dict(run["config"])
+    if os.environ.get("SIMCLR_NUM_THREADS"):
+        torch.set_num_threads(max(1, int(os.environ["SIMCLR_NUM_THREADS"])))
+
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step, log=log)
+    heartbeat = Heartbeat(db, run_id, ctx.cancel)
+    heartbeat.beat()
+    heartbeat.start()
+    try:
+        summary = train(cfg, ctx)
+        status, values = COMPLETED, {k: v for k, v in summary.items() if v is not None}
+    except (RunCancelled, KeyboardInterrupt) as e:
+        why = "interrupted from the keyboard" if isinstance(e, KeyboardInterrupt) else "cancelled by request"
+        status, values = CANCELLED, {"error": why}
+        log(f"run {run_id} {why}; its last checkpoint is kept")
+    except BaseException as e:  # noqa: BLE001 — every failure must leave a true status behind
+        traceback.print_exc()
+        status, values = FAILED, {"error": failure_message(e, cfg)}
+        log(f"run {run_id} failed: {values['error']}")
+    finally:
+        heartbeat.stop()
+    with write_tx(db) as conn:
+        if not transition(conn, run_id, status, expect=RUNNING, **values):
+            now = get_run(conn, run_id)
+            log(f"run {run_id} was moved to {now['status'] if now else 'deleted'} by someone else meanwhile")
+            return now["status"] if now else status
+    return status
+
+
+def run_summary_line(run: dict[str, Any]) -> str:
+    parts = [f"run {run['id']} {run['status']}"]
+    for key in ("final_loss", "knn_top1", "linear_loss", "linear_top1"):
+        if run.get(key) is not None:
+            parts.append(f"{key} {run[key]:.4f}")
+    if run.get("error"):
+        parts.append(f"error: {run['error']}")
+    return ", ".join(parts)

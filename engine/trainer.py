@@ -1,0 +1,232 @@
+"""The SimCLR training loop: one readable function, in the spirit of nanoGPT's train.py.
+
+Data lives in memory as uint8 tensors (on the training device when it is a GPU); each step
+draws a batch of indices, makes two augmented views of every image on the device, runs both
+views through the model in one pass and minimizes NT-Xent. Every epoch ends with a checkpoint;
+the kNN monitor runs every `eval_every` epochs and at the end; the linear probe runs at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from sqlalchemy import Engine
+
+from db.config import RunConfig
+from db.queries import delete_metrics_after, update_run
+from engine.augment import BatchedAugment, ReferenceTwoViews
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.data import ImageData, load_dataset
+from engine.evaluate import extract_features, knn_top1, linear_eval, normalize
+from engine.loss import nt_xent
+from engine.metrics_log import MetricLogger
+from engine.model import SimCLRModel, build_model
+from engine.optim import build_optimizer, build_scheduler
+
+
+class RunCancelled(Exception):
+    """Raised at a step boundary once a cancel was requested; the last checkpoint stays."""
+
+
+@dataclass
+class RunContext:
+    """What a training run needs besides its config: where to write and how to be stopped."""
+
+    db: Engine
+    run_id: int
+    run_dir: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    on_step: Callable[[int, int, float], None] | None = None  # (step, total_steps, loss): progress display
+    log: Callable[[str], None] = print
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available here; use device=auto or cpu")
+    return device
+
+
+def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); plain fp32 on the CPU."""
+    if cfg.precision == "fp32" or (cfg.precision == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def steps_per_epoch(cfg: RunConfig, n_images: int) -> int:
+    # Drop the last partial batch: NT-Xent's difficulty depends on the batch size.
+    return n_images // cfg.batch_size
+
+
+def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
+    """Train (or resume) the run; returns its summary {final_loss, knn_top1, linear_loss, linear_top1}."""
+    device = resolve_device(cfg.device)
+    amp = autocast_dtype(cfg, device)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    data = load_dataset(cfg)
+    mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(data.std, device=device).view(1, 3, 1, 1)
+    # Keep the pretraining images on the device: indexing a resident uint8 tensor is free,
+    # a host->device copy per batch is not (50,000 CIFAR images are 150 MB).
+    images = data.pretrain_images.to(device)
+    n_steps = steps_per_epoch(cfg, len(images))
+    total_steps = cfg.epochs * n_steps
+
+    model = build_model(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, n_steps)
+    augment = BatchedAugment(cfg.image_size, cfg.jitter_strength)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed + 2)
+
+    start_epoch, step = 0, 0
+    if ctx.checkpoint_path.exists():
+        state = load_checkpoint(ctx.checkpoint_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step = state["epoch"], state["step"]
+        # Generator states are CPU byte tensors whatever the generator's device.
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        aug_gen.set_state(state["rng_augment"].cpu())
+        shuffle_gen.set_state(state["rng_shuffle"].cpu())
+        # Rows written after the checkpoint are replayed by this resumed run: drop them first.
+        dropped = delete_metrics_after(ctx.db, ctx.run_id, step)
+        ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
+                f"(dropped {dropped} metric rows written after it)")
+
+    update_run(ctx.db, ctx.run_id, total_steps=total_steps, device=str(device),
+               subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
+    logger = MetricLogger(ctx.db, ctx.run_id)
+    summary: dict[str, Any] = {}
+    knn_acc = None
+    feats: dict[str, torch.Tensor] | None = None  # features of the final encoder, once computed
+
+    last = False
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        epoch_loss = torch.zeros((), device=device)
+        window_start, window_images = time.perf_counter(), 0
+        for batch in _batches(cfg, data, images, n_steps, shuffle_gen, device, augment, aug_gen):
+            if ctx.cancel.is_set():
+                logger.flush()
+                raise RunCancelled()
+            views = normalize(batch, mean, std)
+            if device.type == "cuda":
+                views = views.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                z = model(views)
+            half = len(views) // 2
+            loss = nt_xent(z[:half], z[half:], cfg.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+
+            step += 1
+            epoch_loss += loss.detach()
+            window_images += half
+            frac_epoch = epoch + (step - epoch * n_steps) / n_steps
+            logger.log("train/loss", loss, step, frac_epoch)
+            logger.log("train/lr", lr, step, frac_epoch)
+            elapsed = time.perf_counter() - window_start
+            if elapsed >= 1.0 or step % n_steps == 0:
+                logger.log("train/images_per_sec", window_images / elapsed, step, frac_epoch)
+                window_start, window_images = time.perf_counter(), 0
+            logger.set_progress(epoch=epoch, step=step)
+            if ctx.on_step:
+                ctx.on_step(step, total_steps, loss)
+
+        mean_loss = (epoch_loss / n_steps).item()
+        logger.log("epoch/loss", mean_loss, step, epoch + 1)
+        summary["final_loss"] = mean_loss
+        last = epoch + 1 == cfg.epochs
+        if last or (epoch + 1) % cfg.eval_every == 0:
+            feats = _features(model, data, mean, std, device, amp)
+            knn_acc = knn_top1(feats["train"], data.train_labels, feats["test"], data.test_labels,
+                               k=cfg.knn_k, temperature=cfg.knn_temperature)
+            logger.log("knn/top1", knn_acc, step, epoch + 1)
+            summary["knn_top1"] = knn_acc
+        logger.set_progress(epoch=epoch + 1, step=step, final_loss=mean_loss, knn_top1=summary.get("knn_top1"))
+        logger.flush()
+        # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
+        save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, model, optimizer, scheduler, epoch + 1, step,
+                                                               aug_gen, shuffle_gen))
+        update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
+        ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
+                + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
+
+    # Linear probe on the final encoder: the last epoch's kNN features when this process computed
+    # them, else (resumed after the last checkpoint) computed now.
+    if ctx.cancel.is_set():
+        raise RunCancelled()
+    if feats is None or not last:
+        feats = _features(model, data, mean, std, device, amp)
+    summary.setdefault("knn_top1", knn_top1(feats["train"], data.train_labels, feats["test"], data.test_labels,
+                                            k=cfg.knn_k, temperature=cfg.knn_temperature))
+    lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels)
+    logger.log("linear/loss", lin_loss, step, cfg.epochs)
+    logger.log("linear/top1", lin_top1, step, cfg.epochs)
+    logger.flush()
+    summary.update(linear_loss=lin_loss, linear_top1=lin_top1)
+    ctx.log(f"linear probe: loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
+    return summary
+
+
+def _batches(cfg: RunConfig, data: ImageData, images: torch.Tensor, n_steps: int, shuffle_gen: torch.Generator,
+             device: torch.device, augment: BatchedAugment, aug_gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """One epoch of [2B,3,S,S] float batches: the B first views, then the B second views."""
+    order = torch.randperm(len(images), generator=shuffle_gen)
+    if cfg.augment_backend == "reference":
+        # The seed's pipeline: per-image PIL transforms in DataLoader workers (for parity checks).
+        source = ReferenceTwoViews(data.pretrain_images, cfg.image_size, cfg.jitter_strength)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(source, order[: n_steps * cfg.batch_size].tolist()),
+            batch_size=cfg.batch_size, num_workers=_loader_workers(), drop_last=True)
+        for v1, v2 in loader:
+            yield torch.cat([v1, v2]).to(device, non_blocking=True)
+        return
+    order = order.to(device)
+    for i in range(n_steps):
+        x = images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+        yield torch.cat([augment(x, aug_gen), augment(x, aug_gen)])
+
+
+def _loader_workers() -> int:
+    import os
+
+    return min(4, os.cpu_count() or 1)
+
+
+def _features(model: SimCLRModel, data: ImageData, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
+              amp: torch.dtype | None) -> dict[str, torch.Tensor]:
+    return {split: extract_features(model.encoder, imgs, mean, std, device=device, autocast_dtype=amp)
+            for split, imgs in (("train", data.train_images), ("test", data.test_images))}
+
+
+def _checkpoint_state(cfg: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler: Any, epoch: int, step: int, aug_gen: torch.Generator,
+                      shuffle_gen: torch.Generator) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "epoch": epoch, "step": step, "config": cfg.to_dict(),
+        "rng_cpu": torch.get_rng_state(), "rng_augment": aug_gen.get_state(), "rng_shuffle": shuffle_gen.get_state(),
+    }

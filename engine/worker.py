@@ -1,0 +1,442 @@
+"""The worker: claims queued runs and runs each one in its own process, one per slot.
+
+    python -m engine worker [--slots N] [--devices cuda:0,cuda:1|cpu] [--db URL] [--stale-after S]
+
+Why a process per run: a crash, a segfault or an out-of-memory kill ends that run only, and the
+GPU memory it held is returned to the driver when the process exits. The worker itself imports
+neither torch nor CUDA, so it is small, starts at once, and never holds GPU memory.
+
+One loop, one thread (signals, child processes and PR_SET_PDEATHSIG all behave best that way):
+every `poll` seconds it reaps finished children, heartbeats (itself and its live runs), recovers
+stale runs of any worker, and fills free slots.
+
+Life and death of children:
+- Each child gets its own session (start_new_session): Ctrl-C in the worker's terminal does not
+  reach the runs, and the worker can kill a run together with anything it spawned (killpg).
+- Each child is killed by the kernel if the worker dies (PR_SET_PDEATHSIG, Linux): a worker that
+  is `kill -9`ed does not leave runs behind that nobody accounts for; their heartbeats stop and
+  any worker (this one restarted, or another) requeues them after `--stale-after` seconds.
+- SIGTERM or SIGINT once: drain — claim nothing more, let the running runs finish, then exit.
+  A second SIGTERM/SIGINT: stop now — kill the runs and requeue them at once (no retry charged,
+  since nothing is wrong with them); they resume from their last checkpoint on the next worker.
+  Draining by default because a run can be hours from its next checkpoint; a service manager
+  that wants it faster sends the signal twice (or SIGKILL: then the stale timeout recovers them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Callable
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from db import queue
+from db.config import PROJECT_ROOT, run_dir
+from db.queue import DEFAULT_STALE_AFTER_S, Outcome
+from db.session import default_url, make_engine
+from db.status import utcnow
+
+HEARTBEAT_S = 5.0
+# A run asked to cancel stops at its next step boundary on its own; this is the backstop for one
+# that does not (stuck in a long evaluation, hung): after this long it is killed and ends cancelled.
+CANCEL_GRACE_S = 60.0
+
+CommandFn = Callable[[int], list[str]]
+
+
+def execute_command(run_id: int) -> list[str]:
+    """The real per-run command. The database URL travels in SIMCLR_DB (not argv: `ps` shows argv,
+    and a PostgreSQL URL may carry a password)."""
+    return [sys.executable, "-m", "engine", "execute", str(run_id)]
+
+
+# ----------------------------------------------------------------------------------- slots/devices
+@dataclass
+class Job:
+    run_id: int
+    attempt: int
+    proc: subprocess.Popen
+    log_file: IO[bytes]
+    kill_reason: str | None = None  # set when the worker killed it, so the outcome says why
+    consume_retry: bool = True
+    linger_since: float | None = None  # when it was first seen finished or asked to cancel
+
+
+@dataclass
+class Slot:
+    index: int
+    device: str  # "cpu" or "cuda:N" (N in the worker's own view: the N-th visible GPU)
+    env: dict[str, str] = field(default_factory=dict)
+    job: Job | None = None
+
+
+def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
+    """The GPUs this worker may use, as CUDA_VISIBLE_DEVICES entries — without initialising CUDA.
+
+    CUDA_VISIBLE_DEVICES, when set, is the answer (CUDA itself stops at the first invalid entry,
+    so "-1" means none). Otherwise `nvidia-smi -L`, by UUID: a UUID names the same GPU whatever
+    CUDA_DEVICE_ORDER is, while plain indices may be ordered differently by CUDA and nvidia-smi.
+    """
+    environ = os.environ if environ is None else environ
+    cvd = environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        ids = []
+        for entry in (e.strip() for e in cvd.split(",")):
+            if not entry or entry.startswith("-"):
+                break
+            ids.append(entry)
+        return ids
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    gpus = []
+    for line in out.stdout.splitlines():
+        if line.startswith("GPU "):  # MIG instances are indented lines below their GPU: not ours to split
+            uuid = line.rsplit("UUID:", 1)[-1].strip(" )") if "UUID:" in line else str(len(gpus))
+            gpus.append(uuid)
+    return gpus
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # honours taskset / container CPU sets, unlike os.cpu_count()
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def plan_slots(devices: str | None, slots: int | None, gpus: list[str], cores: int | None = None,
+               threads: int | None = None) -> list[Slot]:
+    """Slots over devices, round-robin: default one per visible GPU, else one CPU slot.
+
+    `--devices cpu --slots 4` gives four CPU runs at once with the cores split between them;
+    `--devices cuda:0,cuda:1 --slots 4` two runs per GPU.
+    """
+    if devices:
+        labels = []
+        for d in (x.strip() for x in devices.split(",")):
+            if d == "cuda":
+                labels += [f"cuda:{i}" for i in range(len(gpus))]
+            elif d == "cpu" or (d.startswith("cuda:") and d[5:].isdigit()):
+                labels.append(d)
+            elif d:
+                raise ValueError(f"--devices: {d!r} is not cpu, cuda or cuda:N")
+        for d in labels:
+            if d.startswith("cuda:") and int(d[5:]) >= len(gpus):
+                seen = ", ".join(f"cuda:{i}" for i in range(len(gpus))) or "none"
+                raise ValueError(f"--devices: {d} is not visible to this worker (visible GPUs: {seen})")
+        if not labels:
+            raise ValueError("--devices: no device given (and 'cuda' found no GPU)")
+    else:
+        labels = [f"cuda:{i}" for i in range(len(gpus))] or ["cpu"]
+    n = slots if slots is not None else len(labels)
+    if n < 1:
+        raise ValueError("--slots must be at least 1")
+    # Threads: an explicit SIMCLR_NUM_THREADS wins; else the cores split evenly, so N CPU runs at
+    # once do not each start `cores` threads and thrash.
+    per_run = threads or max(1, (cores or cpu_cores()) // n)
+    plan = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        # A CPU slot hides the GPUs: a run with device=auto must not wander onto a GPU another slot owns.
+        cvd = gpus[int(label[5:])] if label.startswith("cuda:") else ""
+        plan.append(Slot(i, label, {"CUDA_VISIBLE_DEVICES": cvd, "SIMCLR_NUM_THREADS": str(per_run)}))
+    return plan
+
+
+# ------------------------------------------------------------------------------- child processes
+def _die_with_parent_fn() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGKILL the child when the worker dies (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the worker died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the child leads its own session: take its helpers too
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ------------------------------------------------------------------------------------------ worker
+class Worker:
+    def __init__(self, db_url: str | None = None, *, slots: list[Slot], stale_after_s: float = DEFAULT_STALE_AFTER_S,
+                 poll_s: float = 1.0, heartbeat_s: float = HEARTBEAT_S, cancel_grace_s: float = CANCEL_GRACE_S,
+                 exit_when_idle: bool = False, command: CommandFn = execute_command,
+                 log: Callable[[str], None] | None = None):
+        self.url = db_url or default_url()
+        self.engine = make_engine(self.url)  # refuses an outdated schema with the `db upgrade` hint
+        self.slots = slots
+        self.stale_after_s, self.poll_s, self.heartbeat_s = stale_after_s, poll_s, heartbeat_s
+        self.cancel_grace_s, self.exit_when_idle, self.command = cancel_grace_s, exit_when_idle, command
+        self.hostname = socket.gethostname()
+        self.id = f"{self.hostname}:{os.getpid()}:{int(time.time())}"
+        self._log = log or (lambda m: print(m, flush=True))
+        self.draining = False  # stop claiming; exit when the running runs are done
+        self.stop_now = False  # kill the runs, requeue them, exit
+        self._reported: str | None = None
+        self._last_beat = self._last_recover = float("-inf")
+        self._die_with_parent = _die_with_parent_fn()
+
+    # ---------------------------------------------------------------- public
+    def run(self) -> int:
+        queue.register_worker(self.engine, self.id, hostname=self.hostname, pid=os.getpid(), slots=len(self.slots),
+                              devices=",".join(s.device for s in self.slots))
+        self.log(f"worker {self.id}: {len(self.slots)} slot(s) on {', '.join(s.device for s in self.slots)}, "
+                 f"database {self.engine.url.render_as_string(hide_password=True)}")
+        restore = self._install_signal_handlers()
+        try:
+            while True:
+                self._tick()
+                if self._finished():
+                    break
+                time.sleep(self.poll_s)
+        finally:
+            self._kill_all("worker is exiting", consume_retry=False)
+            self._reap_until_empty()
+            restore()
+            try:
+                queue.worker_stopped(self.engine, self.id)
+            except DBAPIError as e:
+                self.log(f"could not mark the worker stopped: {e}")
+            self.log(f"worker {self.id} stopped")
+        return 0
+
+    def request_stop(self) -> None:
+        """First call: drain. Second call: stop now (kill and requeue the runs).
+
+        Called from a signal handler: it only sets flags (printing from a handler can hit a
+        half-done print in the main loop); the loop reports the change.
+        """
+        if not self.draining:
+            self.draining = True
+        else:
+            self.stop_now = True
+
+    @property
+    def jobs(self) -> list[Job]:
+        return [s.job for s in self.slots if s.job is not None]
+
+    def log(self, message: str) -> None:
+        self._log(f"{utcnow():%Y-%m-%d %H:%M:%S} {message}")
+
+    # ---------------------------------------------------------------- loop
+    def _tick(self) -> None:
+        try:
+            self._reap()
+            now = time.monotonic()
+            if now - self._last_beat >= self.heartbeat_s:
+                queue.heartbeat(self.engine, self.id, [j.run_id for j in self.jobs if j.proc.poll() is None])
+                self._police_jobs(now)
+                self._last_beat = now
+            if now - self._last_recover >= self._recover_every():
+                for outcome in queue.recover_stale(self.engine, self.stale_after_s):
+                    self.log(str(outcome))
+                self._last_recover = now
+            self._report_stop_state()
+            if self.stop_now:
+                self._kill_all(f"worker {self.id} was stopped", consume_retry=False)
+            elif not self.draining:
+                self._fill_slots()
+        except (OperationalError, DBAPIError) as e:
+            # The database restarting or a network blip must not take the worker (and its runs) down.
+            self.log(f"database error, retrying: {str(e).splitlines()[0]}")
+
+    def _report_stop_state(self) -> None:
+        state = "stopping" if self.stop_now else "draining" if self.draining else None
+        if state and state != self._reported:
+            self._reported = state
+            if state == "draining":
+                self.log(f"draining: claiming no new runs; waiting for {len(self.jobs)} running run(s). "
+                         "Send SIGTERM or press Ctrl-C again to stop them now and requeue them.")
+            else:
+                self.log(f"stopping now: killing {len(self.jobs)} run(s) and requeueing them")
+
+    def _recover_every(self) -> float:
+        return max(1.0, min(10.0, self.stale_after_s / 4))
+
+    def _finished(self) -> bool:
+        if self.jobs:
+            return False
+        if self.draining or self.stop_now:
+            return True
+        # Idle means nothing queued and nothing running anywhere: a run another worker loses can
+        # still come back to the queue, and a worker meant to drain it should be there to take it.
+        return self.exit_when_idle and not queue.has_queued(self.engine) and queue.running_count(self.engine) == 0
+
+    def _fill_slots(self) -> None:
+        for slot in self.slots:
+            if slot.job is not None:
+                continue
+            if not queue.has_queued(self.engine):
+                return
+            run = queue.claim_next(self.engine, self.id, slot.device)
+            if run is None:
+                return
+            self._spawn(slot, run)
+
+    def _spawn(self, slot: Slot, run: dict) -> None:
+        run_id, attempt = run["id"], run["attempts"]
+        folder = run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder / "log.txt"
+        log_file = open(log_path, "ab")  # append: the log keeps every attempt, each under its header
+        log_file.write(f"\n=== attempt {attempt} of run {run_id} on worker {self.id}, device {slot.device}, "
+                       f"{utcnow():%Y-%m-%d %H:%M:%S} UTC ===\n".encode())
+        log_file.flush()
+        env = {**os.environ, **slot.env, "SIMCLR_DB": self.url, "PYTHONUNBUFFERED": "1",
+               # `-m engine` must import from this checkout whatever the worker's cwd is.
+               "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        try:
+            proc = subprocess.Popen(self.command(run_id), stdin=subprocess.DEVNULL, stdout=log_file,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    preexec_fn=self._die_with_parent)
+        except OSError as e:
+            log_file.close()
+            self.log(str(queue.finish_attempt(self.engine, run_id, self.id, attempt, None,
+                                              reason=f"could not start the run process: {e}")))
+            return
+        slot.job = Job(run_id, attempt, proc, log_file)
+        self.log(f"run {run_id} (attempt {attempt}) started on {slot.device}, pid {proc.pid}, log {log_path}")
+        queue.record_process(self.engine, run_id, self.id, pid=proc.pid, log_path=str(log_path))
+
+    def _reap(self) -> None:
+        for slot in self.slots:
+            job = slot.job
+            if job is None or job.proc.poll() is None:
+                continue
+            # poll() has reaped the child (no zombie); the return code stays on the Popen, so if the
+            # database is unreachable right now the next tick retries the bookkeeping.
+            outcome = queue.finish_attempt(self.engine, job.run_id, self.id, job.attempt, job.proc.returncode,
+                                           reason=job.kill_reason, consume_retry=job.consume_retry)
+            self._note(job, outcome)
+            job.log_file.close()
+            slot.job = None
+
+    def _note(self, job: Job, outcome: Outcome) -> None:
+        rc = job.proc.returncode
+        self.log(f"run {job.run_id} (attempt {job.attempt}) process exited ({rc}): {outcome.message}")
+        if outcome.status == "queued" or job.kill_reason:
+            try:
+                job.log_file.write(f"=== [worker] {outcome.message}\n".encode())
+                job.log_file.flush()
+            except OSError:
+                pass
+
+    def _police_jobs(self, now: float) -> None:
+        """Kill children whose run was taken from them, or that linger past a grace period."""
+        live = {j.run_id: j.attempt for j in self.jobs if j.proc.poll() is None}
+        states = queue.claim_states(self.engine, live, self.id)
+        cancelling = queue.cancel_requested(self.engine, list(live))
+        for job in self.jobs:
+            state = states.get(job.run_id)
+            if state == "lost":
+                # Requeued as stale by some worker (we stalled?) or deleted: two processes must never
+                # train the same run, so this one goes at once.
+                self._kill(job, "run was taken over while this process still ran")
+            elif state == "finished" or (state == "ours" and job.run_id in cancelling):
+                # Result recorded but the process hangs in teardown, or a cancel it does not act on:
+                # free the slot after a grace period. Its recorded status (or cancelled) stands.
+                job.linger_since = job.linger_since or now
+                if now - job.linger_since >= self.cancel_grace_s:
+                    what = "did not exit after recording its result" if state == "finished" else \
+                        "did not stop after a cancel request"
+                    self._kill(job, f"killed: it {what} within {self.cancel_grace_s:g} s")
+
+    def _kill(self, job: Job, reason: str, *, consume_retry: bool = True) -> None:
+        if job.kill_reason is None:
+            job.kill_reason, job.consume_retry = reason, consume_retry
+            self.log(f"run {job.run_id}: {reason}; killing pid {job.proc.pid}")
+        _kill_group(job.proc.pid)
+
+    def _kill_all(self, reason: str, *, consume_retry: bool) -> None:
+        for job in self.jobs:
+            if job.proc.poll() is None:
+                self._kill(job, reason, consume_retry=consume_retry)
+
+    def _reap_until_empty(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.jobs and time.monotonic() < deadline:
+            for job in self.jobs:
+                try:
+                    job.proc.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                self._reap()
+            except DBAPIError as e:
+                self.log(f"database error while reaping, retrying: {str(e).splitlines()[0]}")
+                time.sleep(1)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in previous:
+            signal.signal(s, lambda _signum, _frame: self.request_stop())
+
+        def restore() -> None:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+        return restore
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slots", type=int, default=None,
+                        help="runs at once (default: one per device in --devices)")
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated cpu, cuda or cuda:N, slots assigned round-robin "
+                             "(default: every visible GPU, else cpu)")
+    parser.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
+                        help="requeue a running run (any worker's) whose heartbeat is older than S seconds "
+                             f"(default {DEFAULT_STALE_AFTER_S:g})")
+    parser.add_argument("--poll", type=float, default=1.0, metavar="S",
+                        help="seconds between looks at the queue (default 1)")
+    parser.add_argument("--exit-when-idle", "--once", dest="exit_when_idle", action="store_true",
+                        help="exit once nothing is queued or running (scripts and tests)")
+
+
+def worker_from_args(args: argparse.Namespace, *, command: CommandFn = execute_command,
+                     log: Callable[[str], None] | None = None) -> Worker:
+    threads = int(os.environ["SIMCLR_NUM_THREADS"]) if os.environ.get("SIMCLR_NUM_THREADS") else None
+    wants_gpu = args.devices is None or "cuda" in args.devices
+    slots = plan_slots(args.devices, args.slots, visible_gpus() if wants_gpu else [], threads=threads)
+    return Worker(args.db, slots=slots, stale_after_s=args.stale_after, poll_s=args.poll,
+                  heartbeat_s=min(HEARTBEAT_S, max(0.5, args.stale_after / 4)),
+                  exit_when_idle=args.exit_when_idle, command=command, log=log)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    try:
+        worker = worker_from_args(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return worker.run()
+

@@ -1,0 +1,43 @@
+"""Fixtures for the dashboard's AppTest tests: a fresh SQLite database per test, no local worker,
+no password (helpers to fill the database are in dash_helpers.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+
+from db.session import make_engine
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+TIMEOUT_S = 60  # generous: the test machine's cores are shared
+
+
+@pytest.fixture
+def db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    monkeypatch.setenv("SIMCLR_DB", sqlite_url)
+    monkeypatch.setenv("SIMCLR_NO_LOCAL_WORKER", "1")
+    monkeypatch.delenv("SIMCLR_PASSWORD", raising=False)
+    monkeypatch.delenv("SIMCLR_DATA_ROOTS", raising=False)
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def app(db: Engine) -> Callable[..., AppTest]:
+    """`app(page=None, **query_params)`: the whole app (auth, navigation, sidebar), run once."""
+
+    def start(page: str | None = None, **query: Any) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+        at.query_params.update({k: str(v) for k, v in query.items()})
+        at.run()
+        if page:
+            at.switch_page(f"screens/{page}.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    return start

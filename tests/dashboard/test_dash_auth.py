@@ -1,0 +1,54 @@
+"""The optional password gates every page, from the environment or Streamlit secrets."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.conftest import APP, TIMEOUT_S
+from tests.dashboard.dash_helpers import add_run, texts
+
+
+def _start(**query: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    at.query_params.update(query)
+    return at
+
+
+def _sign_in(at: AppTest, password: str) -> AppTest:
+    at.text_input(key="sign_in_password").set_value(password)
+    return at.button[0].click().run()
+
+
+@pytest.mark.parametrize("page", ["launch", "runs", "run_detail", "compare"])
+def test_every_page_asks_for_the_password(db, monkeypatch: pytest.MonkeyPatch, page: str) -> None:  # noqa: ANN001
+    monkeypatch.setenv("SIMCLR_PASSWORD", "s3cret")
+    at = _start().run()
+    at.switch_page(f"screens/{page}.py").run()
+    assert [t.key for t in at.text_input] == ["sign_in_password"]
+    assert not at.dataframe and not at.get("plotly_chart") and not at.button(key="FormSubmitter:sign_in-Sign in").disabled
+
+
+def test_wrong_then_right_password(db, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("SIMCLR_PASSWORD", "s3cret")
+    at = _sign_in(_start().run(), "guess")
+    assert "Wrong password." in texts(at, "error")
+    assert at.text_input(key="sign_in_password")
+    at = _sign_in(at, "s3cret")
+    assert at.text_input(key="lf_batch_size")  # the Launch page
+
+
+def test_password_from_streamlit_secrets_and_deep_link_survives(db) -> None:  # noqa: ANN001
+    run = add_run(db, name="linked")
+    at = _start(run=str(run))
+    at.secrets["password"] = "from-secrets"
+    at.run()
+    assert [t.key for t in at.text_input] == ["sign_in_password"]
+    at = _sign_in(at, "from-secrets")
+    assert any("linked" in s.value for s in at.subheader)  # Run detail of that run
+
+
+def test_no_password_means_no_gate(app) -> None:  # noqa: ANN001
+    at = app()
+    assert not at.text_input(key="lf_batch_size").disabled
+    assert "sign_in_password" not in [t.key for t in at.text_input]

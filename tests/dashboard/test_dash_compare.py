@@ -1,0 +1,88 @@
+"""Compare: the seed-layout table against known numbers, config diff, sweeps, curves and CSV."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from dashboard import results
+from db.queries import get_run
+from tests.dashboard.dash_helpers import add_metrics, add_run
+
+# Two cells of the seed experiment's table (DESIGN.md) and a spread over three seeds around them:
+# mean exactly the seed's number, sample std exactly the spread.
+SEED_CELLS = {(300, 64): (0.629, 0.7103), (1500, 256): (0.3936, 0.8362)}
+SPREAD = 0.01
+
+
+def _seed_runs(db: Engine, sweep_id: str = "sweep-seed") -> list[int]:
+    ids = []
+    for (subset, batch), (loss, acc) in SEED_CELLS.items():
+        for seed, offset in enumerate((-SPREAD, 0.0, SPREAD)):
+            ids.append(add_run(db, status="completed", sweep_id=sweep_id, subset_size=subset, batch_size=batch,
+                               seed=seed, linear_loss=loss + offset, linear_top1=acc + offset))
+    return ids
+
+
+def test_seed_layout_table_has_mean_and_std_over_seeds(app, db: Engine) -> None:
+    _seed_runs(db)
+    add_run(db, status="completed", encoder="resnet50", linear_loss=0.5, linear_top1=0.6)  # its own table
+    at = app("compare")  # by default: the completed runs
+    tables = [d.value for d in at.dataframe if "accuracy" in d.value.columns]
+    assert len(tables) == 2
+    seed = next(t for t in tables if len(t) == 2)
+    rows = {(r["data subset"], r["batch"]): r for _, r in seed.iterrows()}
+    assert rows[("300", "64")]["loss"] == "0.6290 ± 0.0100"
+    assert rows[("300", "64")]["accuracy"] == "0.7103 ± 0.0100"
+    assert rows[("1500", "256")]["loss"] == "0.3936 ± 0.0100"
+    assert rows[("1500", "256")]["accuracy"] == "0.8362 ± 0.0100"
+    assert list(seed["seeds"]) == [3, 3]
+    assert any("resnet18 + lars" in m.value for m in at.markdown)
+    assert any("resnet50 + lars" in m.value for m in at.markdown)
+    single = next(t for t in tables if len(t) == 1)
+    assert single.iloc[0]["accuracy"] == "0.6000"  # one seed: no ± part
+
+
+def test_other_differences_split_tables(db: Engine) -> None:
+    ids = [add_run(db, status="completed", epochs=e, linear_loss=1.0, linear_top1=0.5) for e in (1, 5)]
+    runs = [get_run(db, i) for i in ids]
+    assert sorted(t.title for t in results.seed_tables(runs)) == ["resnet18 + lars, epochs=1",
+                                                                  "resnet18 + lars, epochs=5"]
+
+
+def test_sweep_mode_and_config_diff_shows_only_differing_fields(app, db: Engine) -> None:
+    ids = _seed_runs(db, sweep_id="sweep-x")
+    add_run(db, status="completed", linear_loss=1.0, linear_top1=0.1)  # not in the sweep
+    at = app("compare")
+    at.radio(key="cmp_mode").set_value("Sweep").run()
+    at.selectbox(key="cmp_sweep").set_value("sweep-x").run()
+    diff = at.dataframe[-1].value
+    assert set(diff.index) == {"subset_size", "batch_size", "seed"}
+    assert len(diff.columns) == len(ids)
+
+
+def test_deep_link_runs_and_csv_of_the_table(app, db: Engine) -> None:
+    ids = _seed_runs(db)
+    at = app("compare", runs=",".join(map(str, ids[:3])))
+    assert sorted(at.multiselect(key="cmp_runs").value) == sorted(ids[:3])
+    csv = pd.read_csv(io.StringIO(results.tables_csv(results.seed_tables([get_run(db, i) for i in ids]))))
+    row = csv[(csv["subset_size"] == 300) & (csv["batch_size"] == 64)].iloc[0]
+    assert abs(row["accuracy_mean"] - 0.7103) < 1e-9 and abs(row["accuracy_std"] - SPREAD) < 1e-9 and row["n"] == 3
+
+
+def test_curves_with_every_x_axis_smoothing_and_log_scale(app, db: Engine) -> None:
+    a = add_run(db, status="completed", batch_size=64)
+    b = add_run(db, status="completed", batch_size=128)
+    for run in (a, b):
+        add_metrics(db, run, "train/loss", [5.0 / (i + 1) for i in range(300)])
+    at = app("compare", runs=f"{a},{b}")
+    for x in ("step", "epoch", "images seen", "wall time"):
+        at.radio(key="cmp_x").set_value(x).run()
+        assert not at.exception
+    at.slider(key="cmp_smooth").set_value(0.9).run()
+    at.toggle(key="cmp_log").set_value(True).run()
+    assert not at.exception
+    chart = at.get("plotly_chart")[0]
+    assert '"type":"log"' in chart.proto.spec.replace(" ", "")

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from db.config import ConfigError, RunConfig, coerce_field, default_lr, lr_rule
+
+
+def test_defaults_are_valid_and_round_trip_through_json() -> None:
+    cfg = RunConfig()
+    assert cfg.dataset == "cifar10-mini" and cfg.projection_dim == 64 and cfg.temperature == 0.5
+    assert cfg.knn_k == 200 and cfg.knn_temperature == 0.1 and cfg.weight_decay == 1e-6
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_frozen() -> None:
+    with pytest.raises(Exception):
+        RunConfig().batch_size = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("encoder", "vgg16", "encoder: must be one of resnet18, resnet50"),
+    ("batch_size", 0, "batch_size: must be >= 2"),
+    ("optimizer", "rmsprop", "optimizer: must be one of lars, adam, sgd"),
+    ("lr", 0.0, "lr: must be > 0.0"),
+    ("lr", -1.0, "lr: must be > 0.0"),
+    ("temperature", 0, "temperature: must be > 0.0"),
+    ("stem", "tiny", "stem: must be one of cifar, imagenet"),
+    ("image_size", 4, "image_size: must be >= 8"),
+    ("epochs", 0, "epochs: must be >= 1"),
+    ("device", "tpu", "device: must be auto, cpu, cuda, cuda:N or mps"),
+    ("precision", "fp8", "precision: must be one of auto, fp32, bf16"),
+    ("batch_size", "64", "batch_size: expected int"),
+    ("lr", float("nan"), "lr: must be a number"),
+])
+def test_bad_values_name_the_field_and_the_allowed_range(field: str, value: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        RunConfig(**{field: value})
+    assert needle in str(err.value)
+    assert err.value.field == field
+
+
+def test_subset_must_fit_the_dataset_and_hold_a_batch() -> None:
+    with pytest.raises(ConfigError, match="subset_size: must be <= 5000"):
+        RunConfig(dataset="cifar10-mini", subset_size=5001, batch_size=64)
+    with pytest.raises(ConfigError, match=r"subset_size: must be at least one batch \(64 images\)"):
+        RunConfig(subset_size=63, batch_size=64)
+    with pytest.raises(ConfigError, match="batch_size: must be <= 1000"):
+        RunConfig(dataset="synthetic", batch_size=1024)
+    assert RunConfig(subset_size=64, batch_size=64).subset_size == 64
+
+
+def test_imagefolder_needs_an_existing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data_dir: imagefolder needs data_dir"):
+        RunConfig(dataset="imagefolder")
+    with pytest.raises(ConfigError, match="does not exist"):
+        RunConfig(dataset="imagefolder", data_dir=str(tmp_path / "nope"))
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no class folders with images"):
+        RunConfig(dataset="imagefolder", data_dir=str(tmp_path))
+    for i in range(4):
+        (tmp_path / "train" / "a" / f"{i}.png").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="subset_size: must be <= 4"):
+        RunConfig(dataset="imagefolder", data_dir=str(tmp_path), subset_size=5, batch_size=2)
+
+
+def test_lr_rule() -> None:
+    assert default_lr("lars", 256) == pytest.approx(0.3)
+    assert default_lr("lars", 64) == pytest.approx(0.075)
+    assert default_lr("adam", 1024) == 3e-4
+    assert RunConfig(optimizer="lars", batch_size=512).effective_lr == pytest.approx(0.6)
+    assert RunConfig(optimizer="adam", lr=1e-3).effective_lr == 1e-3
+    assert "0.3 x B/256" in lr_rule("lars", 128)
+
+
+def test_warmup_defaults_to_a_tenth_and_cannot_exceed_epochs() -> None:
+    assert RunConfig(epochs=20).effective_warmup_epochs == 2
+    with pytest.raises(ConfigError, match="warmup_epochs: must be <= epochs"):
+        RunConfig(epochs=2, warmup_epochs=3)
+
+
+def test_coerce_text_values() -> None:
+    assert coerce_field("batch_size", "128") == 128
+    assert coerce_field("subset_size", "none") is None
+    assert coerce_field("lr", "1e-3") == 1e-3
+    with pytest.raises(ConfigError, match="batch_size: expected an integer"):
+        coerce_field("batch_size", "12.5")
+    with pytest.raises(ConfigError, match="nosuch: unknown configuration field"):
+        coerce_field("nosuch", "1")
+    with pytest.raises(ConfigError, match="unknown configuration field"):
+        RunConfig.from_dict({"batchsize": 3})

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from db.config import RunConfig
+from db.migrate import current_revision, head_revision, upgrade
+from db.queries import create_run, delete_metrics_after, metric_rows, write_metrics
+from db.session import SchemaError, make_engine, write_tx
+from db.status import CANCELLED, COMPLETED, QUEUED, RUNNING, IllegalTransition, transition
+
+
+def test_sqlite_pragmas(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_fresh_database_is_created_at_head(db_url: str) -> None:
+    engine = make_engine(db_url)
+    assert current_revision(engine) == head_revision(engine)
+
+
+def test_outdated_schema_is_refused_with_the_upgrade_command(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'old0'"))
+    engine.dispose()
+    with pytest.raises(SchemaError, match="python -m engine db upgrade"):
+        make_engine(sqlite_url)
+
+
+def test_unversioned_tables_are_refused(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    with pytest.raises(SchemaError, match="db upgrade"):
+        make_engine(sqlite_url)
+
+
+def test_upgrade_is_idempotent(db_url: str) -> None:
+    engine = make_engine(db_url, upgrade=False)
+    _, after = upgrade(engine)
+    before2, after2 = upgrade(engine)
+    assert after == after2 == before2 == head_revision(engine)
+
+
+def test_metrics_are_unique_per_step_and_deleted_after_a_checkpoint(db_url: str) -> None:
+    engine = make_engine(db_url)
+    run_id = create_run(engine, RunConfig(batch_size=64))
+    rows = [dict(run_id=run_id, name="train/loss", step=s, epoch=s / 10, value=float(s), time=0.0) for s in range(1, 11)]
+    with write_tx(engine) as conn:
+        write_metrics(conn, rows)
+        write_metrics(conn, [dict(rows[4], value=-1.0)])  # a replayed step overwrites
+    got = metric_rows(engine, [run_id])
+    assert [r["step"] for r in got] == list(range(1, 11))
+    assert got[4]["value"] == -1.0
+    assert delete_metrics_after(engine, run_id, 6) == 4
+    assert [r["step"] for r in metric_rows(engine, [run_id])] == list(range(1, 7))
+
+
+def test_status_transitions_are_guarded(db_url: str) -> None:
+    engine = make_engine(db_url)
+    run_id = create_run(engine, RunConfig(batch_size=64))
+    with write_tx(engine) as conn:
+        with pytest.raises(IllegalTransition, match="completed to running"):
+            transition(conn, run_id, RUNNING, expect=COMPLETED)
+        assert transition(conn, run_id, RUNNING)
+        assert not transition(conn, run_id, RUNNING, expect=QUEUED)  # someone else already moved it
+        assert transition(conn, run_id, COMPLETED)
+        assert not transition(conn, run_id, CANCELLED)  # finished runs stay finished
+
+
+def test_deleting_a_run_deletes_its_metrics(tmp_path: Path, sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    run_id = create_run(engine, RunConfig(batch_size=64))
+    with write_tx(engine) as conn:
+        write_metrics(conn, [dict(run_id=run_id, name="a", step=1, epoch=0.0, value=1.0, time=0.0)])
+        conn.execute(text("DELETE FROM runs WHERE id = :i"), {"i": run_id})
+    assert metric_rows(engine, [run_id]) == []
