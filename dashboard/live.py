@@ -36,7 +36,7 @@ class LiveSeries:
         if not self.loaded:
             # Take the high-water mark before the bulk read: rows landing in between are read again
             # next time (and de-duplicated), never missed.
-            self.last_id = views.max_metric_id(engine, self.run_ids)
+            self.last_id = views.max_metric_id(engine)
             self.frame = charts.frame(views.metric_columns(engine, self.run_ids, self.names,
                                                            max_points=self.max_points))
             self.loaded = True

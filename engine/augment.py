@@ -15,6 +15,7 @@ pipeline itself, kept for parity checks and the throughput benchmark.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -59,6 +60,13 @@ class AugmentParams:
 
     def to(self, device: torch.device | str) -> AugmentParams:
         return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+@functools.lru_cache(maxsize=None)
+def _const(values: tuple, device: torch.device) -> Tensor:
+    """A small constant tensor, made once per device: torch.tensor(..., device="cuda") on every
+    call would be a blocking host-to-device copy each batch."""
+    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 # --- parameter sampling ----------------------------------------------------------------------
@@ -144,8 +152,8 @@ def adjust_saturation(img: Tensor, factor: Tensor) -> Tensor:
 def _is_max(channel: Tensor, maxc: Tensor) -> Tensor:
     """1.0 where channel == maxc else 0.0, as a float (maxc - channel >= 0, so its sign is 0 or 1).
 
-    Float masks with lerp as the select: on the CPU, torch.where and bool-mask arithmetic run
-    ~20x slower than plain float ops of the same size.
+    Float masks with lerp as the select: on the CPU, torch.where and bool-mask arithmetic run an
+    order of magnitude slower than plain float ops of the same size.
     """
     return (maxc - channel).sign_().neg_().add_(1.0)
 
@@ -175,8 +183,8 @@ def adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
     hue6 = numerator.div_(chroma.clamp(min=torch.finfo(torch.float32).tiny))
     hue6.add_(_per_image(factor), alpha=6.0)
     hue6.sub_(hue6.div(6.0).floor_(), alpha=6.0)  # mod 6 (torch.remainder is ~10x slower on CPU)
-    consts = torch.tensor((_HUE_CENTER, _HUE_SIGN, _HUE_OFFSET), device=img.device).view(3, 1, 3, 1, 1)
-    rgb_frac = (hue6 - consts[0]).abs_().mul_(consts[1]).add_(consts[2]).clamp_(0.0, 1.0)
+    center, sign, offset = _const((_HUE_CENTER, _HUE_SIGN, _HUE_OFFSET), img.device).view(3, 1, 3, 1, 1)
+    rgb_frac = (hue6 - center).abs_().mul_(sign).add_(offset).clamp_(0.0, 1.0)
     return rgb_frac.mul_(chroma).add_(minc)
 
 
@@ -276,8 +284,7 @@ class BatchedAugment:
         draw = generator.device if generator is not None else torch.device(device)
         top, left, h, w = sample_crop_boxes(n, height, width, generator=generator, device=draw)
         u = torch.rand(n, 7, generator=generator, device=draw)
-        lo = torch.tensor([r[0] for r in self.factor_ranges], device=draw)
-        hi = torch.tensor([r[1] for r in self.factor_ranges], device=draw)
+        lo, hi = _const(tuple(zip(*self.factor_ranges)), draw)
         factors = lo + (hi - lo) * u[:, 3:7]
         # argsort of i.i.d. uniforms is a uniformly random permutation per row (ColorJitter's randperm(4))
         order = torch.argsort(torch.rand(n, 4, generator=generator, device=draw), dim=1)

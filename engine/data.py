@@ -22,20 +22,22 @@ seeded uniform random draw from the whole pretraining pool.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import pickle
 import tarfile
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from db.config import IMAGE_SUFFIXES, PROJECT_ROOT, RunConfig
+from db.config import IMAGE_SUFFIXES, KNOWN_SIZES, PROJECT_ROOT, RunConfig
 
 MINI_ASSET = Path(__file__).resolve().parent / "assets" / "cifar10-mini.npz"
 CACHE_FORMAT = 1  # bump when the cached dict's layout changes: old files then simply miss
@@ -43,7 +45,7 @@ CACHE_FORMAT = 1  # bump when the cached dict's layout changes: old files then s
 # A data set before the subset is applied, as cached on disk:
 #   pretrain_images, pretrain_labels (-1 = unlabeled), pretrain_stats (float64 [2, 3]: mean, std),
 #   train_images, train_labels, test_images, test_labels, classes, format
-Splits = dict[str, object]
+Splits = dict[str, Any]
 
 _MEMORY: dict[str, Splits] = {}
 
@@ -71,11 +73,13 @@ class ImageData:
 def load_dataset(cfg: RunConfig) -> ImageData:
     """Load (decoding or reading the cache when needed) and apply the seeded subset."""
     splits = _load_splits(cfg)
-    labels: torch.Tensor = splits["pretrain_labels"]  # type: ignore[assignment]
-    images: torch.Tensor = splits["pretrain_images"]  # type: ignore[assignment]
+    labels: torch.Tensor = splits["pretrain_labels"]
+    images: torch.Tensor = splits["pretrain_images"]
     total = len(labels)
     if cfg.subset_size is None:
         indices = torch.arange(total, dtype=torch.int64)
+        stats = splits["pretrain_stats"]  # computed once, with the decode
+        mean, std = tuple(stats[0].tolist()), tuple(stats[1].tolist())
     else:
         if cfg.subset_size > total:
             raise DataError(f"subset_size {cfg.subset_size} is larger than the {total} pretraining images "
@@ -84,19 +88,15 @@ def load_dataset(cfg: RunConfig) -> ImageData:
         groups = labels if bool((labels >= 0).all()) else torch.zeros_like(labels)
         indices = stratified_subset(groups, cfg.subset_size, cfg.seed)
         images = images[indices]
-    if cfg.subset_size is None:  # the full split's statistics are computed once, with the decode
-        stats: torch.Tensor = splits["pretrain_stats"]  # type: ignore[assignment]
-        mean, std = tuple(stats[0].tolist()), tuple(stats[1].tolist())
-    else:
         mean, std = channel_stats(images)
     return ImageData(
         pretrain_images=images,
         pretrain_indices=indices,
-        train_images=splits["train_images"],  # type: ignore[arg-type]
-        train_labels=splits["train_labels"],  # type: ignore[arg-type]
-        test_images=splits["test_images"],  # type: ignore[arg-type]
-        test_labels=splits["test_labels"],  # type: ignore[arg-type]
-        classes=list(splits["classes"]),  # type: ignore[call-overload]
+        train_images=splits["train_images"],
+        train_labels=splits["train_labels"],
+        test_images=splits["test_images"],
+        test_labels=splits["test_labels"],
+        classes=list(splits["classes"]),
         mean=mean,
         std=std,
     )
@@ -185,14 +185,14 @@ def _load_splits(cfg: RunConfig) -> Splits:
             # The key again: a download has just created the files the key describes.
             key = key_of()
             memory_key = f"{cfg.dataset}|{cfg.image_size}|{key}"
-            _write_cache(_cache_path(cfg, key), splits)  # type: ignore[arg-type]
+            _write_cache(_cache_path(cfg, key), splits)
     _MEMORY[memory_key] = splits
     return splits
 
 
 def _finish(splits: Splits) -> Splits:
     """Add what every data set carries besides its images: the format tag, the full split's stats."""
-    mean, std = channel_stats(splits["pretrain_images"])  # type: ignore[arg-type]
+    mean, std = channel_stats(splits["pretrain_images"])
     splits["pretrain_stats"] = torch.tensor([mean, std], dtype=torch.float64)
     splits["format"] = CACHE_FORMAT
     return splits
@@ -203,7 +203,8 @@ def _cache_path(cfg: RunConfig, key: str) -> Path:
     return cache_dir() / f"{cfg.dataset}-{cfg.image_size}px-{digest}.pt"
 
 
-_SPLIT_KEYS = ("pretrain_images", "pretrain_labels", "pretrain_stats", "train_images", "train_labels", "test_images", "test_labels")
+_SPLIT_KEYS = ("pretrain_images", "pretrain_labels", "pretrain_stats", "train_images", "train_labels",
+               "test_images", "test_labels")
 
 
 def _read_cache(path: Path) -> Splits | None:
@@ -336,8 +337,6 @@ def _decode_all(blobs: Sequence[torch.Tensor], names: Sequence[str], size: int) 
 
 
 def _decode_with_pil(blob: torch.Tensor, name: str) -> torch.Tensor:
-    import io
-
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -365,7 +364,7 @@ def _build_mini(size: int) -> Splits:
             names = [f"{MINI_ASSET} ({split}/{name.decode()})" for name in arrays[f"{split}_files"]]
             splits[f"{split}_images"] = _decode_all(blobs, names, size)
             splits[f"{split}_labels"] = torch.from_numpy(arrays[f"{split}_labels"]).to(torch.int64)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"{MINI_ASSET} is unreadable ({exc}): rebuild it with scripts/build_cifar10_mini.py") from exc
     # CIFAR-10 pretrains on its own labelled train split: one tensor, stored and held once.
     splits["pretrain_images"] = splits["train_images"]
@@ -376,7 +375,6 @@ def _build_mini(size: int) -> Splits:
 # ---------------------------------------------------------------------------- imagefolder
 @dataclass
 class _FolderScan:
-    root: Path
     classes: list[str]
     files: dict[str, list[tuple[Path, int]]]  # split -> [(file, label)]
     key: str  # file count, total bytes, newest mtime and class folders' mtimes, per split
@@ -395,7 +393,8 @@ def _scan_imagefolder(root: Path) -> _FolderScan:
         if not split_dir.is_dir():
             raise DataError(f"{split_dir} does not exist: imagefolder needs {root}/train/<class>/ and "
                             f"{root}/test/<class>/ with the same class folders")
-        # Same rule as db.config.count_imagefolder: every sub-folder is a class.
+        # As db.config.count_imagefolder counts: every sub-folder is a class, files with an image
+        # suffix are images; hidden files (macOS "._x.jpg" forks) are skipped here, not decoded.
         split_classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
         if not split_classes:
             raise DataError(f"{split_dir} holds no class folders (expected {split_dir}/<class>/<image>)")
@@ -421,7 +420,7 @@ def _scan_imagefolder(root: Path) -> _FolderScan:
             key_parts.append(f"{split}/{cls}:{class_dir.stat().st_mtime_ns}")
         files[split] = items
         key_parts.append(f"{split}:{count}:{total_bytes}:{newest}")
-    return _FolderScan(root, classes, files, "|".join(key_parts))
+    return _FolderScan(classes, files, "|".join(key_parts))
 
 
 def _build_imagefolder(scan: _FolderScan, size: int) -> Splits:
@@ -441,22 +440,21 @@ def _build_imagefolder(scan: _FolderScan, size: int) -> Splits:
 
 
 # ---------------------------------------------------------------------------- torchvision sets
-def _torchvision(cls: type, root: Path, **kwargs: object) -> object:
+def _torchvision(cls: Any, root: Path, **kwargs: Any) -> Any:
     """cls(root, download=True, **kwargs); any failure becomes a DataError that says exactly which
     file to put where (taken from the class itself: its url, archive name and file list)."""
     try:
         return cls(str(root), download=True, **kwargs)
     except (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError, pickle.UnpicklingError) as exc:
-        files = [name for name, _ in cls.train_list + cls.test_list]  # type: ignore[attr-defined]
+        files = [name for name, _ in cls.train_list + cls.test_list]
         files += [f for f in (getattr(cls, "meta", {}).get("filename"), getattr(cls, "class_names_file", None)) if f]
-        folder = root / cls.base_folder  # type: ignore[attr-defined]
         raise DataError(
             f"{cls.__name__} is missing or incomplete in {root} and torchvision could not download it "
-            f"({type(exc).__name__}: {exc}). Without internet access, fetch {cls.url} "  # type: ignore[attr-defined]
-            f"on another machine and put {cls.filename} into {root}/ (it is unpacked on the next "  # type: ignore[attr-defined]
-            f"run), or unpack it yourself so that {folder}/ holds {', '.join(files)}. Then run again. "
-            f"(Or use the offline data sets: cifar10-mini, or imagefolder with --data-dir pointing at "
-            f"train/<class>/ and test/<class>/ folders.)"
+            f"({type(exc).__name__}: {exc}). Without internet access, fetch {cls.url} on another machine "
+            f"and put {cls.filename} into {root}/ (it is unpacked on the next run), or unpack it yourself "
+            f"so that {root / cls.base_folder}/ holds {', '.join(files)}. Then run again. (Or use the "
+            f"offline data sets: cifar10-mini, or imagefolder with --data-dir pointing at train/<class>/ "
+            f"and test/<class>/ folders.)"
         ) from exc
 
 
@@ -465,11 +463,11 @@ def _build_cifar10(root: Path, size: int) -> Splits:
 
     train = _torchvision(CIFAR10, root, train=True)
     test = _torchvision(CIFAR10, root, train=False)
-    splits: Splits = {"classes": list(train.classes)}  # type: ignore[attr-defined]
+    splits: Splits = {"classes": list(train.classes)}
     for split, ds in (("train", train), ("test", test)):
-        hwc = torch.from_numpy(ds.data)  # type: ignore[attr-defined]  # uint8 [N, 32, 32, 3]
+        hwc = torch.from_numpy(ds.data)  # uint8 [N, 32, 32, 3]
         splits[f"{split}_images"] = _fit_batch(hwc.permute(0, 3, 1, 2), size)
-        splits[f"{split}_labels"] = torch.tensor(ds.targets, dtype=torch.int64)  # type: ignore[attr-defined]
+        splits[f"{split}_labels"] = torch.tensor(ds.targets, dtype=torch.int64)
     splits["pretrain_images"] = splits["train_images"]
     splits["pretrain_labels"] = splits["train_labels"]
     return splits
@@ -482,8 +480,8 @@ def _build_stl10(root: Path, size: int) -> Splits:
     # (label -1); the labelled train split is its head, kept as a view so it is stored only once.
     pool = _torchvision(STL10, root, split="train+unlabeled")
     test = _torchvision(STL10, root, split="test")
-    labels = torch.from_numpy(pool.labels.astype(np.int64))  # type: ignore[attr-defined]
-    images = _fit_batch(torch.from_numpy(pool.data), size)  # type: ignore[attr-defined]
+    labels = torch.from_numpy(pool.labels.astype(np.int64))
+    images = _fit_batch(torch.from_numpy(pool.data), size)
     del pool
     n_train = int((labels >= 0).sum())
     classes = list(getattr(test, "classes", [])) or [str(i) for i in range(int(labels.max()) + 1)]
@@ -493,8 +491,8 @@ def _build_stl10(root: Path, size: int) -> Splits:
         "pretrain_labels": labels,
         "train_images": images[:n_train],
         "train_labels": labels[:n_train].clone(),
-        "test_images": _fit_batch(torch.from_numpy(test.data), size),  # type: ignore[attr-defined]
-        "test_labels": torch.from_numpy(test.labels.astype(np.int64)),  # type: ignore[attr-defined]
+        "test_images": _fit_batch(torch.from_numpy(test.data), size),
+        "test_labels": torch.from_numpy(test.labels.astype(np.int64)),
     }
 
 
@@ -513,8 +511,6 @@ def _build_synthetic(size: int) -> Splits:
     chance; phase, centre, frequency (+-15%), brightness and pixel noise vary per image, so the
     task is not trivial. Sizes follow db.config.KNOWN_SIZES["synthetic"].
     """
-    from db.config import KNOWN_SIZES
-
     _, n_train, n_test = KNOWN_SIZES["synthetic"]
     gen = torch.Generator().manual_seed(_SYNTHETIC_SEED)
     n_classes = len(SYNTHETIC_CLASSES)

@@ -26,7 +26,8 @@ def test_every_page_asks_for_the_password(db, monkeypatch: pytest.MonkeyPatch, p
     at = _start().run()
     at.switch_page(f"screens/{page}.py").run()
     assert [t.key for t in at.text_input] == ["sign_in_password"]
-    assert not at.dataframe and not at.get("plotly_chart") and not at.button(key="FormSubmitter:sign_in-Sign in").disabled
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert not at.dataframe and not at.get("plotly_chart") and not at.selectbox
 
 
 def test_wrong_then_right_password(db, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

@@ -45,7 +45,7 @@ def options(name: str | None) -> dict[str, str]:
 
 
 def run(run_id: int) -> int:
-    engine = make_engine(os.environ["SIMCLR_DB"])
+    engine = make_engine(os.environ["SIMCLR_DB"], upgrade=False)  # the schema was checked by the worker
     run = get_run(engine, run_id)
     opts = options(run["name"])
     if "exit" in opts:

@@ -1,0 +1,114 @@
+"""Page script time of the dashboard's Runs and Compare pages at 50 runs x 10,000 points each.
+
+    .venv/bin/python bench/dashboard_render.py [--runs 50] [--points 10000] [--repeat 5]
+
+Builds a throw-away SQLite database (a sweep of completed runs with linear-probe results, plus a
+dozen running ones), then runs each page through streamlit.testing's AppTest, which executes the
+real page script (auth, navigation, sidebar, queries, downsampling, figure building) without a
+browser. Reported: the first run of each page (history read from the database) and the median of
+the following runs (what a live fragment tick or a widget change costs), and how many points the
+browser is sent. Target: under 1 s per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import update  # noqa: E402
+
+from db.config import RunConfig  # noqa: E402
+from db.models import runs  # noqa: E402
+from db.queries import create_runs, write_metrics  # noqa: E402
+from db.session import make_engine, write_tx  # noqa: E402
+from db.status import utcnow  # noqa: E402
+
+RUNNING = 12  # the Runs page draws the running runs' curves by default
+
+
+def build(url: str, n_runs: int, n_points: int) -> None:
+    engine = make_engine(url)
+    configs = [RunConfig(subset_size=s, batch_size=b, seed=seed, epochs=10)
+               for seed in range(5) for s in (300, 500, 1000, 1500, 2000) for b in (64, 128)][:n_runs]
+    ids = create_runs(engine, configs, sweep_id="sweep-bench")
+    now, t0 = utcnow(), time.time()
+    for i, run_id in enumerate(ids):
+        running = i >= n_runs - RUNNING
+        with write_tx(engine) as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(
+                status="running" if running else "completed", started_at=now, heartbeat_at=now,
+                finished_at=None if running else now, total_steps=n_points * 2, step=n_points,
+                linear_loss=None if running else 0.5 + 0.001 * i, linear_top1=None if running else 0.7 + 0.001 * i))
+            rows = [{"run_id": run_id, "name": "train/loss", "step": s, "epoch": s / 100, "value": 5.0 / (1 + s / 500),
+                     "time": t0 + s * 0.1} for s in range(1, n_points + 1)]
+            rows += [{"run_id": run_id, "name": "knn/top1", "step": s, "epoch": s / 100, "value": 0.3 + s / n_points / 2,
+                      "time": t0 + s * 0.1} for s in range(100, n_points + 1, 100)]
+            write_metrics(conn, rows)
+    engine.dispose()
+
+
+def points_sent(at) -> int:  # noqa: ANN001
+    total = 0
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        total += sum(len(trace.get("x", [])) for trace in spec.get("data", []))
+    return total
+
+
+def time_page(page: str, query: dict[str, str], repeat: int) -> dict[str, float]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.run()  # the entry page once: imports and caches, as a server that has been up a while
+    at.switch_page(f"screens/{page}.py")
+    t = time.perf_counter()
+    at.run()
+    first = time.perf_counter() - t
+    assert not at.exception, [e.message for e in at.exception]
+    later = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        at.run()
+        later.append(time.perf_counter() - t)
+    return {"first_s": first, "median_s": statistics.median(later), "max_s": max(later),
+            "points_sent": points_sent(at), "charts": len(at.get("plotly_chart")), "tables": len(at.dataframe)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        os.environ.update(SIMCLR_DB=url, SIMCLR_RUNS_DIR=f"{tmp}/runs", SIMCLR_NO_LOCAL_WORKER="1")
+        os.environ.pop("SIMCLR_PASSWORD", None)
+        t = time.perf_counter()
+        build(url, args.runs, args.points)
+        print(f"database: {args.runs} runs x {args.points} train/loss points (+ knn/top1), "
+              f"built in {time.perf_counter() - t:.1f} s")
+        for page, query, what in (
+            ("runs", {}, f"Runs: table of {args.runs} runs, live curves of the {RUNNING} running ones"),
+            ("compare", {"sweep": "sweep-bench"}, f"Compare: sweep of {args.runs} runs, train/loss overlaid, "
+                                                  "seed tables, config diff"),
+        ):
+            r = time_page(page, query, args.repeat)
+            ok = "ok" if max(r["first_s"], r["median_s"]) < 1.0 else "OVER 1 s"
+            print(f"{what}\n  first run {r['first_s']:.3f} s, then median {r['median_s']:.3f} s "
+                  f"(max {r['max_s']:.3f} s) over {args.repeat}; {r['charts']} charts, {r['tables']} tables, "
+                  f"{r['points_sent']} points sent to the browser  [{ok}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The local worker the app starts when no worker is alive: started once, detached, reaped, stopped."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+from sqlalchemy import Engine
+
+from dashboard import local_worker
+from dashboard.local_worker import LocalWorker
+from db.queue import register_worker
+
+
+def _sleeper(seconds: float):  # noqa: ANN202
+    return lambda url: [sys.executable, "-c", f"import time; time.sleep({seconds})"]
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(local_worker.DISABLE_ENV, raising=False)
+
+
+def test_starts_one_detached_worker_and_stops_it(db: Engine, enabled: None, sqlite_url: str) -> None:
+    worker = LocalWorker(sqlite_url, _sleeper(60))
+    try:
+        assert "started" in worker.ensure(db)
+        pid = worker.proc.pid
+        assert os.getsid(pid) == pid  # its own session: Ctrl-C in the server's terminal does not reach it
+        assert "running" in worker.ensure(db)  # no second worker
+        assert worker.proc.pid == pid
+    finally:
+        worker.stop(timeout_s=5)
+    assert _wait(lambda: worker.proc.poll() is not None)
+
+
+def test_a_dead_worker_is_reaped_and_backs_off(db: Engine, enabled: None, sqlite_url: str) -> None:
+    worker = LocalWorker(sqlite_url, lambda url: [sys.executable, "-c", "raise SystemExit(3)"])
+    worker.ensure(db)
+    proc = worker.proc
+    assert _wait(lambda: worker.last_exit is not None)  # the reaper thread waited on it
+    assert proc.returncode == 3
+    status = worker.ensure(db)
+    assert "failed" in status and "exit code 3" in status  # dying at once: no restart loop
+    assert worker.proc is proc
+
+
+def test_not_started_when_a_worker_heartbeats(db: Engine, enabled: None, sqlite_url: str) -> None:
+    register_worker(db, "elsewhere:1:0", hostname="elsewhere", pid=1, slots=1, devices="cuda:0")
+    worker = LocalWorker(sqlite_url, _sleeper(60))
+    assert worker.ensure(db) == "1 worker alive"
+    assert worker.proc is None
+
+
+def test_switched_off_by_environment(db: Engine, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(local_worker.DISABLE_ENV, "1")
+    worker = LocalWorker(sqlite_url, _sleeper(60))
+    assert "off" in worker.ensure(db)
+    assert worker.proc is None

@@ -1,0 +1,96 @@
+"""db/views.py (on SQLite and PostgreSQL) and the downsampling in dashboard/charts.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from dashboard import charts
+from db import views
+from db.session import make_engine
+from db.status import utcnow
+from tests.dashboard.dash_helpers import add_metrics, add_run
+
+
+@pytest.fixture
+def engine(db_url: str) -> Engine:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_metric_columns_downsamples_in_sql_and_keeps_the_newest_point(engine: Engine) -> None:
+    a, b = add_run(engine), add_run(engine)
+    add_metrics(engine, a, "train/loss", [float(i) for i in range(10_000)])
+    add_metrics(engine, b, "train/loss", [float(i) for i in range(37)])
+    add_metrics(engine, a, "knn/top1", [0.1, 0.2, 0.3], start_step=100)
+    cols = views.metric_columns(engine, [a, b], ["train/loss", "knn/top1"], max_points=500)
+    df = charts.frame(cols)
+    loss_a = df[(df.run_id == a) & (df.name == "train/loss")]
+    assert 450 <= len(loss_a) <= 501 and loss_a["step"].iloc[0] == 1 and loss_a["step"].iloc[-1] == 10_000
+    assert loss_a["step"].is_monotonic_increasing
+    assert len(df[df.run_id == b]) == 37 and len(df[df.name == "knn/top1"]) == 3  # short series untouched
+    full = views.metric_columns(engine, [a], ["train/loss"])
+    assert len(full["id"]) == 10_000
+
+
+def test_metric_columns_after_id_reads_only_new_rows(engine: Engine) -> None:
+    run = add_run(engine)
+    add_metrics(engine, run, "train/loss", [1.0, 2.0])
+    last = views.max_metric_id(engine)
+    add_metrics(engine, run, "train/loss", [3.0], start_step=3)
+    new = views.metric_columns(engine, [run], ["train/loss"], after_id=last)
+    assert new["value"] == [3.0] and new["step"] == [3]
+
+
+def test_run_summaries_progress_latest_values_and_dead_runs(engine: Engine) -> None:
+    live = add_run(engine, status="running", total_steps=40, step=10, heartbeat_age_s=1)
+    add_metrics(engine, live, "train/loss", [4.0, 3.5])
+    add_metrics(engine, live, "knn/top1", [0.3, 0.35], start_step=5)
+    dead = add_run(engine, status="running", heartbeat_age_s=views.HEARTBEAT_TIMEOUT_S + 5, epochs=4)
+    add_metrics(engine, dead, "train/loss", [4.0], start_step=20, steps_per_epoch=10)  # epoch 2.0 of 4
+    cancelling = add_run(engine, status="running", cancel_requested=True)
+    by_id = {r["id"]: r for r in views.run_summaries(engine)}
+    assert by_id[live]["display_status"] == "running" and by_id[live]["progress"] == 0.25
+    assert by_id[live]["latest_loss"] == 3.5 and by_id[live]["knn_top1"] == 0.35
+    assert by_id[dead]["display_status"] == "dead" and by_id[dead]["progress"] == 0.5
+    assert by_id[cancelling]["display_status"] == "cancelling"
+    assert [r["id"] for r in views.run_summaries(engine, status=["dead"])] == [dead]
+
+
+def test_display_status_boundaries() -> None:
+    now = utcnow()
+    fresh = {"status": "running", "heartbeat_at": now - timedelta(seconds=views.HEARTBEAT_TIMEOUT_S - 1)}
+    stale = {"status": "running", "heartbeat_at": now - timedelta(seconds=views.HEARTBEAT_TIMEOUT_S + 1)}
+    assert views.display_status(fresh, now) == "running"
+    assert views.display_status(stale, now) == "dead"
+    assert views.display_status({"status": "completed", "heartbeat_at": None}, now) == "completed"
+
+
+def test_sweeps_and_observed_throughput(engine: Engine) -> None:
+    r = add_run(engine, status="completed", sweep_id="s1", device="cpu")
+    add_run(engine, sweep_id="s1")
+    add_metrics(engine, r, "train/images_per_sec", [100.0, 300.0, 200.0])
+    assert [(s["sweep_id"], s["runs"]) for s in views.sweeps(engine)] == [("s1", 2)]
+    [obs] = views.observed_throughput(engine)
+    assert obs["id"] == r and obs["images_per_sec"] == 200.0 and obs["config"]["encoder"] == "resnet18"
+
+
+def test_pandas_downsample_matches_the_budget_and_keeps_last() -> None:
+    df = pd.DataFrame({"run_id": [1] * 1000 + [2] * 10, "name": "train/loss",
+                       "step": list(range(1000)) + list(range(10)), "value": 0.0})
+    out = charts.downsample(df, 100)
+    one = out[out.run_id == 1]
+    assert len(one) <= 101 and one["step"].iloc[-1] == 999
+    assert len(out[out.run_id == 2]) == 10
+
+
+def test_smoothing_is_per_series() -> None:
+    df = pd.DataFrame({"run_id": [1, 1, 1, 2, 2], "name": "x", "step": [1, 2, 3, 1, 2],
+                       "value": [0.0, 10.0, 10.0, 5.0, 5.0]})
+    out = charts.smooth(df, 0.5)
+    assert out[out.run_id == 2]["value"].tolist() == [5.0, 5.0]  # not pulled towards run 1
+    assert 0 < out[out.run_id == 1]["value"].iloc[1] < 10

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from db.config import PROJECT_ROOT
+from db.queries import count_metrics, get_run, list_runs
+from db.session import make_engine
+from engine.cli import main
+
+TINY = ["--dataset", "synthetic", "--image-size", "16", "--stem", "imagenet", "--projection-dim", "16",
+        "--batch-size", "32", "--subset-size", "64", "--epochs", "1", "--knn-k", "10"]
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--encoder", "vgg"], "encoder: must be one of resnet18, resnet50; got 'vgg' (flag --encoder)"),
+    (["--batch-size", "0"], "batch_size: must be >= 2 and <= 65536; got 0 (flag --batch-size)"),
+    (["--batch-size", "64", "--subset-size", "6000"], "subset_size: must be <= 5000"),
+    (["--batch-size", "64", "--subset-size", "10"], "subset_size: must be at least one batch (64 images)"),
+    (["--dataset", "imagefolder", "--data-dir", "/nonexistent/folder"], "/nonexistent/folder/train does not exist"),
+    (["--lr", "abc"], "lr: expected a number, got 'abc'"),
+])
+def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
+        sqlite_url: str, capsys: pytest.CaptureFixture, flags: list[str], needle: str) -> None:
+    assert main(["--db", sqlite_url, "train", *flags]) == 2
+    assert needle in capsys.readouterr().err
+    assert list_runs(make_engine(sqlite_url)) == []
+
+
+def test_train_then_list(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--db", sqlite_url, "train", *TINY, "--name", "tiny", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run 1 ")
+    assert "run 1 completed" in out and "linear_top1" in out
+    run = get_run(make_engine(sqlite_url), 1)
+    assert run["status"] == "completed" and run["name"] == "tiny"
+    assert main(["--db", sqlite_url, "runs"]) == 0
+    listing = capsys.readouterr().out
+    assert "completed" in listing and "synthetic" in listing and f"{run['linear_top1']:.4f}" in listing
+
+
+def test_a_failing_run_exits_nonzero_with_the_error_stored(tmp_path: Path, sqlite_url: str,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    for split in ("train", "test"):
+        folder = tmp_path / "data" / split / "cls"
+        folder.mkdir(parents=True)
+        for i in range(4):
+            (folder / f"{i}.jpg").write_bytes(b"this is not a jpeg")
+    rc = main(["--db", sqlite_url, "train", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "data"),
+               "--batch-size", "2", "--epochs", "1", "--no-progress"])
+    assert rc == 1
+    run = get_run(make_engine(sqlite_url), 1)
+    assert run["status"] == "failed" and "0.jpg" in run["error"]
+    assert "failed" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_completed_run_and_flags(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--db", sqlite_url, "train", *TINY, "--no-progress"]) == 0
+    assert main(["--db", sqlite_url, "train", "--resume", "1"]) == 2
+    assert "already completed" in capsys.readouterr().err
+    assert main(["--db", sqlite_url, "train", "--resume", "1", "--epochs", "3"]) == 2
+    assert "cannot be changed when resuming" in capsys.readouterr().err
+    assert main(["--db", sqlite_url, "train", "--resume", "99"]) == 2
+    assert "no run with id 99" in capsys.readouterr().err
+
+
+def test_resume_a_cancelled_run_finishes_it(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
+    from db.session import write_tx
+    from db.status import CANCELLED, RUNNING, transition
+
+    db = make_engine(sqlite_url)
+    from db.queries import create_run
+    from tests.conftest import tiny_config
+
+    run_id = create_run(db, tiny_config(epochs=2))
+    with write_tx(db) as conn:
+        transition(conn, run_id, RUNNING)
+        transition(conn, run_id, CANCELLED)
+    assert main(["--db", sqlite_url, "train", "--resume", str(run_id), "--no-progress"]) == 0
+    assert get_run(db, run_id)["status"] == "completed"
+    assert count_metrics(db, run_id)["train/loss"] == 4
+
+
+def test_db_upgrade_command(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--db", sqlite_url, "db", "upgrade"]) == 0
+    assert "schema empty -> 0001" in capsys.readouterr().out
+
+
+def test_the_module_runs_as_a_program_with_a_progress_bar(tmp_path: Path) -> None:
+    """As a person runs it: `python -m engine train ...` in a fresh process, SIMCLR_DB from the environment."""
+    env = dict(os.environ, SIMCLR_DB=f"sqlite:///{tmp_path / 'cli.db'}")
+    proc = subprocess.run([sys.executable, "-m", "engine", "train", *TINY], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("run 1 ")
+    assert "step/s" in proc.stderr or "s/step" in proc.stderr  # tqdm's bar
+    assert "epoch 1/1" in proc.stderr
+    assert get_run(make_engine(env["SIMCLR_DB"]), 1)["status"] == "completed"
