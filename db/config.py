@@ -280,7 +280,9 @@ def count_imagefolder(split_dir: Path) -> int:
     for entry in os.scandir(split_dir):
         if entry.is_dir():
             classes += 1
-            total += sum(1 for e in os.scandir(entry.path) if e.name.lower().endswith(IMAGE_SUFFIXES))
+            # Hidden files (macOS "._x.jpg" and the like) are not images; the loader skips them too.
+            total += sum(1 for e in os.scandir(entry.path)
+                         if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.name.startswith("."))
     if classes == 0 or total == 0:
         raise ConfigError("data_dir", f"{split_dir} holds no class folders with images")
     return total

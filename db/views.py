@@ -11,7 +11,7 @@ import statistics
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import metrics, runs
@@ -167,47 +167,52 @@ def metric_columns(engine: Engine, run_ids: Sequence[int], names: Sequence[str],
             rows = []
             for run_id in sorted(run_ids):
                 for name in sorted(names):
-                    rows.extend(_sampled_series(conn, cols, run_id, name, max_points))
+                    rows.extend(_sampled_series(conn, run_id, name, max_points))
         else:
             query = select(*cols).where(metrics.c.name.in_(list(names)), metrics.c.id > after_id)
             if after_id:
-                # `run_id + 0` hides the (run_id, name, step) index from SQLite's planner, which would
-                # otherwise walk every row of the runs to find the few new ones; the id range is the way in.
+                # The id range must drive this query. `run_id + 0` hides the (run_id, name, step) index
+                # from SQLite's planner, and sorting happens here, not in SQL (an ORDER BY matching that
+                # index also makes SQLite walk it): otherwise every poll reads the runs' whole history.
                 query = query.where((metrics.c.run_id + 0).in_(list(run_ids)))
+                rows = sorted(conn.execute(query).all(), key=lambda r: (r.run_id, r.name, r.step))
             else:
                 query = query.where(metrics.c.run_id.in_(list(run_ids)))
-            rows = conn.execute(query.order_by(metrics.c.run_id, metrics.c.name, metrics.c.step)).all()
+                rows = conn.execute(query.order_by(metrics.c.run_id, metrics.c.name, metrics.c.step)).all()
     if not rows:
         return {c: [] for c in METRIC_COLUMNS}
     return {c: list(v) for c, v in zip(METRIC_COLUMNS, zip(*rows))}
 
 
-def _end_step(conn: Connection, run_id: int, name: str, last: bool) -> int | None:
-    step = metrics.c.step
-    return conn.execute(select(step).where(metrics.c.run_id == run_id, metrics.c.name == name)
-                        .order_by(step.desc() if last else step).limit(1)).scalar()
+# Statements built once with bound parameters: SQLAlchemy compiles each once and caches it, which
+# matters when one page view runs them for every (run, metric) series.
+_SERIES = and_(metrics.c.run_id == bindparam("run_id"), metrics.c.name == bindparam("name"))
+_FIRST_STEP = select(metrics.c.step).where(_SERIES).order_by(metrics.c.step).limit(1)
+_LAST_STEP = select(metrics.c.step).where(_SERIES).order_by(metrics.c.step.desc()).limit(1)
+_WHOLE_SERIES = select(*(metrics.c[c] for c in METRIC_COLUMNS)).where(_SERIES).order_by(metrics.c.step)
+_SERIES_AT_STEPS = _WHOLE_SERIES.where(metrics.c.step.in_(bindparam("steps", expanding=True)))
 
 
-def _sampled_series(conn: Connection, cols: list, run_id: int, name: str, max_points: int) -> list[Any]:
+def _sampled_series(conn: Connection, run_id: int, name: str, max_points: int) -> list[Any]:
     """About `max_points` rows of one series: the steps lo, lo+k, lo+2k, ... and the last one.
 
     Looked up one by one in the (run_id, name, step) index instead of filtering a scan, so 50 runs
     x 10,000 points cost 50 x ~400 index probes, not a walk over 500,000 rows. Series that log
     every step (train/*) hit every probe; a sparse series whose steps the grid mostly misses is
-    read whole instead (it is short, or it would not be sparse) and cut to size by the caller.
+    read whole instead (it is short, or it would not be sparse) and thinned here.
     """
-    lo, hi = _end_step(conn, run_id, name, last=False), _end_step(conn, run_id, name, last=True)
+    key = {"run_id": run_id, "name": name}
+    lo = conn.execute(_FIRST_STEP, key).scalar()
     if lo is None:
         return []
-    series = select(*cols).where(metrics.c.run_id == run_id, metrics.c.name == name)
-    order = metrics.c.step
+    hi = conn.execute(_LAST_STEP, key).scalar()
     if hi - lo + 1 <= max_points:
-        return conn.execute(series.order_by(order)).all()
+        return conn.execute(_WHOLE_SERIES, key).all()
     stride = -(-(hi - lo + 1) // max_points)
     grid = sorted({*range(lo, hi + 1, stride), hi})
-    rows = conn.execute(series.where(metrics.c.step.in_(grid)).order_by(order)).all()
+    rows = conn.execute(_SERIES_AT_STEPS, {**key, "steps": grid}).all()
     if len(rows) * 2 < len(grid):
-        rows = conn.execute(series.order_by(order)).all()
+        rows = conn.execute(_WHOLE_SERIES, key).all()
         keep = -(-len(rows) // max_points)
         rows = rows[::keep] + ([rows[-1]] if (len(rows) - 1) % keep else [])
     return rows
@@ -223,6 +228,10 @@ def max_metric_id(engine: Engine) -> int:
         return conn.execute(select(func.coalesce(func.max(metrics.c.id), 0))).scalar_one()
 
 
+_NEXT_NAME = (select(metrics.c.name).where(metrics.c.run_id == bindparam("run_id"), metrics.c.name > bindparam("after"))
+              .order_by(metrics.c.name).limit(1))
+
+
 def metric_names(engine: Engine, run_ids: Sequence[int]) -> list[str]:
     """The metric names these runs logged, by a skip scan of the index: per run, the next name
     after the last one found. A handful of index probes per run instead of DISTINCT over every row."""
@@ -231,8 +240,7 @@ def metric_names(engine: Engine, run_ids: Sequence[int]) -> list[str]:
         for run_id in run_ids:
             last = ""
             while True:
-                name = conn.execute(select(metrics.c.name).where(metrics.c.run_id == run_id, metrics.c.name > last)
-                                    .order_by(metrics.c.name).limit(1)).scalar()
+                name = conn.execute(_NEXT_NAME, {"run_id": run_id, "after": last}).scalar()
                 if name is None:
                     break
                 found.add(name)

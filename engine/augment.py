@@ -21,7 +21,10 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import transforms as T
 
 SCALE = (0.08, 1.0)  # RandomResizedCrop's defaults, which the seed used
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -177,7 +180,8 @@ def adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
     chroma = maxc - minc
     # torchvision's _rgb2hsv case split: red wins ties, then green; the numerators are
     # chroma * hue6, as (g - b) / chroma, 2 + (b - r) / chroma, 4 + (r - g) / chroma
-    from_g_or_b = torch.lerp((r - g).add_(chroma, alpha=4.0), (b - r).add_(chroma, alpha=2.0), _is_max(g, maxc))
+    from_b = (r - g).add_(chroma, alpha=4.0)
+    from_g_or_b = torch.lerp(from_b, (b - r).add_(chroma, alpha=2.0), _is_max(g, maxc))
     numerator = torch.lerp(from_g_or_b, g - b, _is_max(r, maxc))
     # gray pixels: numerator 0 (red "wins", g - b = 0), and their hue is irrelevant (chroma 0)
     hue6 = numerator.div_(chroma.clamp(min=torch.finfo(torch.float32).tiny))
@@ -191,14 +195,14 @@ def adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def color_jitter(img: Tensor, params: AugmentParams) -> Tensor:
-    """ColorJitter on the images whose `params.jitter` is set, each in its own op order.
+def color_jitter_(img: Tensor, params: AugmentParams) -> Tensor:
+    """ColorJitter, in place, on the images whose `params.jitter` is set, each in its own op order.
 
     At step k every image runs op `order[:, k]`; we group the images by that op so each op runs
     once per step on just its own images (4 op evaluations per image in all, not 16 with masks).
     The group sizes are read to the host once per batch: one sync on CUDA, none on the CPU.
+    In place because every full-batch allocation costs page faults on the CPU.
     """
-    img = img.clone()
     skip = len(_JITTER_OPS)  # pseudo-op for images that drew no jitter
     code = torch.where(params.jitter.unsqueeze(1), params.order, skip)  # [N, 4]
     factors = torch.stack((params.brightness, params.contrast, params.saturation, params.hue), 1)
@@ -262,14 +266,9 @@ class BatchedAugment:
             raise ValueError(f"jitter_strength must be in [0, 2.5], got {jitter_strength}")
         self.image_size = image_size
         self.jitter_strength = jitter_strength
-        s = jitter_strength
-        # ColorJitter(b) draws from [max(0, 1 - b), 1 + b]; hue from [-h, h]
-        self.factor_ranges = (
-            (max(0.0, 1.0 - 0.8 * s), 1.0 + 0.8 * s),  # brightness
-            (max(0.0, 1.0 - 0.8 * s), 1.0 + 0.8 * s),  # contrast
-            (max(0.0, 1.0 - 0.8 * s), 1.0 + 0.8 * s),  # saturation
-            (-0.2 * s, 0.2 * s),  # hue
-        )
+        # ColorJitter(b, c, s, h) draws each of b, c, s from [max(0, 1 - x), 1 + x] and hue from [-h, h]
+        bcs = (max(0.0, 1.0 - 0.8 * jitter_strength), 1.0 + 0.8 * jitter_strength)
+        self.factor_ranges = (bcs, bcs, bcs, (-0.2 * jitter_strength, 0.2 * jitter_strength))
 
     def sample_params(
         self,
@@ -310,13 +309,13 @@ class BatchedAugment:
             raise ValueError(f"expected images of shape [N, 3, H, W], got {list(images.shape)}")
         if len(params) != images.shape[0]:
             raise ValueError(f"{len(params)} parameter sets for {images.shape[0]} images")
+        params = params.to(images.device)  # no-op when already there (e.g. preview params drawn on CPU)
         # uint8 -> [0, 1] as ToTensor does, at input resolution (grid_sample needs floats anyway)
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         x = resized_crop(x, params, self.image_size)
-        x = color_jitter(x, params)
+        x = color_jitter_(x, params)
         # lerp with a 0/1 weight is an exact select, and far faster than torch.where on the CPU
-        gray = _per_image(params.grayscale)
-        return torch.lerp(x, rgb_to_grayscale(x).expand_as(x), gray)
+        return x.lerp_(rgb_to_grayscale(x).expand_as(x), _per_image(params.grayscale))
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """images: uint8 [N,3,H,W] (or float in [0,1]) on any device -> float32 [N,3,S,S] in [0,1]
@@ -328,10 +327,10 @@ class BatchedAugment:
 # --- the seed's per-image torchvision pipeline (reference backend) -------------------------------
 
 
-def reference_transform(image_size: int, jitter_strength: float = 1.0):
-    """torchvision's per-image pipeline exactly as Spijkervet/SimCLR's TransformsSimCLR wrote it (PIL in, tensor out)."""
-    from torchvision import transforms as T
+def reference_transform(image_size: int, jitter_strength: float = 1.0) -> T.Compose:
+    """torchvision's per-image pipeline exactly as Spijkervet/SimCLR's TransformsSimCLR wrote it.
 
+    PIL image in, float tensor in [0, 1] out."""
     s = jitter_strength
     color_jitter = T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
     return T.Compose(
@@ -345,21 +344,19 @@ def reference_transform(image_size: int, jitter_strength: float = 1.0):
     )
 
 
-class ReferenceTwoViews(torch.utils.data.Dataset):
+class ReferenceTwoViews(Dataset):
     """Two independently augmented views of each image via PIL, as the seed's DataLoader produced them."""
 
     def __init__(self, images: Tensor, image_size: int, jitter_strength: float = 1.0):
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected uint8 images [N, 3, H, W], got {images.dtype} {list(images.shape)}")
         # HWC numpy once, so each item is just Image.fromarray (the per-image PIL decode the seed paid)
-        self.images = images.permute(0, 2, 3, 1).contiguous().numpy()
+        self.images = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
         self.transform = reference_transform(image_size, jitter_strength)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        from PIL import Image
-
         image = Image.fromarray(self.images[index])
         return self.transform(image), self.transform(image)

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Callable
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from db import queue
 from db.config import PROJECT_ROOT, run_dir
@@ -210,8 +210,11 @@ class Worker:
         try:
             while True:
                 self._tick()
-                if self._finished():
-                    break
+                try:
+                    if self._finished():
+                        break
+                except DBAPIError as e:
+                    self.log(f"database error, retrying: {str(e).splitlines()[0]}")
                 time.sleep(self.poll_s)
         finally:
             self._kill_all("worker is exiting", consume_retry=False)
@@ -260,7 +263,7 @@ class Worker:
                 self._kill_all(f"worker {self.id} was stopped", consume_retry=False)
             elif not self.draining:
                 self._fill_slots()
-        except (OperationalError, DBAPIError) as e:
+        except DBAPIError as e:
             # The database restarting or a network blip must not take the worker (and its runs) down.
             self.log(f"database error, retrying: {str(e).splitlines()[0]}")
 
@@ -299,22 +302,23 @@ class Worker:
 
     def _spawn(self, slot: Slot, run: dict) -> None:
         run_id, attempt = run["id"], run["attempts"]
-        folder = run_dir(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        log_path = folder / "log.txt"
-        log_file = open(log_path, "ab")  # append: the log keeps every attempt, each under its header
-        log_file.write(f"\n=== attempt {attempt} of run {run_id} on worker {self.id}, device {slot.device}, "
-                       f"{utcnow():%Y-%m-%d %H:%M:%S} UTC ===\n".encode())
-        log_file.flush()
+        log_path = run_dir(run_id) / "log.txt"
         env = {**os.environ, **slot.env, "SIMCLR_DB": self.url, "PYTHONUNBUFFERED": "1",
                # `-m engine` must import from this checkout whatever the worker's cwd is.
                "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        log_file = None
         try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_file = open(log_path, "ab")  # append: the log keeps every attempt, each under its header
+            log_file.write(f"\n=== attempt {attempt} of run {run_id} on worker {self.id}, device {slot.device}, "
+                           f"{utcnow():%Y-%m-%d %H:%M:%S} UTC ===\n".encode())
+            log_file.flush()
             proc = subprocess.Popen(self.command(run_id), stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                     preexec_fn=self._die_with_parent)
-        except OSError as e:
-            log_file.close()
+        except OSError as e:  # full disk, unwritable runs folder, missing interpreter: this run's problem only
+            if log_file is not None:
+                log_file.close()
             self.log(str(queue.finish_attempt(self.engine, run_id, self.id, attempt, None,
                                               reason=f"could not start the run process: {e}")))
             return

@@ -94,7 +94,8 @@ def _seed_tables(runs: Sequence[dict[str, Any]]) -> None:
     for i, table in enumerate(tables):
         st.markdown(f"**{table.title}**")
         left, right = st.columns([3, 2])
-        left.dataframe(table.display, hide_index=True, key=f"cmp_seed_table_{i}")
+        # st.table, not st.dataframe: a small, printed table in the seed's layout, readable as text
+        left.table(table.display.set_index(["data subset", "batch"]))
         right.plotly_chart(charts.subset_accuracy_figure(table.numbers, "accuracy vs data subset"),
                            key=f"cmp_subset_chart_{i}", config={"displaylogo": False})
     st.download_button("Download table (CSV)", data=results.tables_csv(tables), file_name="results.csv",

@@ -30,9 +30,10 @@ def test_seed_layout_table_has_mean_and_std_over_seeds(app, db: Engine) -> None:
     _seed_runs(db)
     add_run(db, status="completed", encoder="resnet50", linear_loss=0.5, linear_top1=0.6)  # its own table
     at = app("compare")  # by default: the completed runs
-    tables = [d.value for d in at.dataframe if "accuracy" in d.value.columns]
+    tables = [t.value.reset_index() for t in at.table]
     assert len(tables) == 2
     seed = next(t for t in tables if len(t) == 2)
+    assert list(seed.columns) == ["data subset", "batch", "loss", "accuracy", "seeds"]
     rows = {(r["data subset"], r["batch"]): r for _, r in seed.iterrows()}
     assert rows[("300", "64")]["loss"] == "0.6290 ± 0.0100"
     assert rows[("300", "64")]["accuracy"] == "0.7103 ± 0.0100"

@@ -54,22 +54,22 @@ def ks_bound(n: int, m: int) -> float:
 
 
 def colorful_images(n: int, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
-    """uint8 [n, 3, h, w] smooth random colour fields (like photos, unlike white noise, crops differ)."""
+    """uint8 [n, 3, h, w] smooth random colour fields: like photos, different crops look different."""
     coarse = torch.rand(n, 3, 4, 4, generator=generator(seed))
-    return (torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear") * 255).round().to(torch.uint8)
+    smooth = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear")
+    return (smooth * 255).round().to(torch.uint8)
 
 
-def fixed_params(boxes: list[tuple[int, int, int, int]], flip: list[bool], **overrides: torch.Tensor) -> AugmentParams:
-    """Hand-made parameters: given boxes and flips; no jitter, no grayscale unless overridden."""
+def fixed_params(boxes: list[tuple[int, int, int, int]], flip: list[bool]) -> AugmentParams:
+    """Hand-made parameters: the given boxes and flips, no jitter, no grayscale."""
     n = len(boxes)
     top, left, height, width = (torch.tensor(c) for c in zip(*boxes))
-    fields = dict(
+    return AugmentParams(
         top=top, left=left, height=height, width=width, flip=torch.tensor(flip),
         jitter=torch.zeros(n, dtype=torch.bool), brightness=torch.ones(n), contrast=torch.ones(n),
         saturation=torch.ones(n), hue=torch.zeros(n), order=torch.arange(4).repeat(n, 1),
         grayscale=torch.zeros(n, dtype=torch.bool),
     )  # fmt: skip
-    return AugmentParams(**{**fields, **overrides})
 
 
 # --- parameter statistics against the reference ------------------------------------------------
@@ -118,7 +118,8 @@ def test_rates_and_factor_ranges_match_reference(strength: float) -> None:
     expected = (max(0.0, 1 - 0.8 * strength), 1 + 0.8 * strength)
     assert jitter.p == JITTER_P and cj.brightness == cj.contrast == cj.saturation == pytest.approx(expected)
     assert cj.hue == pytest.approx((-0.2 * strength, 0.2 * strength))
-    for factor, (lo, hi) in zip((p.brightness, p.contrast, p.saturation, p.hue), (cj.brightness, cj.contrast, cj.saturation, cj.hue)):
+    ranges = (cj.brightness, cj.contrast, cj.saturation, cj.hue)
+    for factor, (lo, hi) in zip((p.brightness, p.contrast, p.saturation, p.hue), ranges):
         assert lo <= factor.min().item() < lo + 0.01 * (hi - lo)
         assert hi - 0.01 * (hi - lo) < factor.max().item() <= hi
         assert abs(factor.mean().item() - (lo + hi) / 2) < 0.02 * (hi - lo)
@@ -146,10 +147,10 @@ def test_grayscale_rate_of_outputs_matches_reference() -> None:
     ref_views = torch.stack([view for i in range(len(reference)) for view in reference[i]])
     aug = BatchedAugment(32)
     ours = torch.cat([aug(images, generator(1)), aug(images, generator(2))])
-    n = len(ours)
+    tolerance = 4.5 * math.sqrt(GRAYSCALE_P * (1 - GRAYSCALE_P) / len(ours))
     for views in (ref_views, ours):
         gray = ((views[:, 0] == views[:, 1]) & (views[:, 1] == views[:, 2])).flatten(1).all(1)
-        assert abs(gray.float().mean().item() - GRAYSCALE_P) < 4.5 * math.sqrt(GRAYSCALE_P * (1 - GRAYSCALE_P) / n)
+        assert abs(gray.float().mean().item() - GRAYSCALE_P) < tolerance
 
 
 # --- each op against torchvision.transforms.functional ------------------------------------------
@@ -203,7 +204,8 @@ def test_whole_pipeline_equals_torchvision_per_image() -> None:
     out = aug.apply(images, p)
     assert p.jitter.any() and (~p.jitter).any() and p.grayscale.any() and p.flip.any()
     for i in range(len(images)):
-        x = TF.resized_crop(images[i].float() / 255, *(int(v[i]) for v in (p.top, p.left, p.height, p.width)), [16, 16], antialias=False)
+        box = [int(v[i]) for v in (p.top, p.left, p.height, p.width)]
+        x = TF.resized_crop(images[i].float() / 255, *box, [16, 16], antialias=False)
         if p.flip[i]:
             x = TF.hflip(x)
         if p.jitter[i]:

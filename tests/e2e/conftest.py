@@ -1,0 +1,109 @@
+"""The app as the README starts it (`./lab.sh serve`), on a free port, with its own database and
+run folders under tmp_path, and headless Debian Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import select
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+START_TIMEOUT_S = 300  # the first `./lab.sh serve` on a fresh clone installs requirements first
+
+
+@dataclass
+class Server:
+    url: str
+    db_url: str
+    log: Path
+    proc: subprocess.Popen
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (./lab.sh test installs Debian's chromium)")
+    port = _free_port()
+    db_url = f"sqlite:///{tmp_path / 'runs' / 'simclr.db'}"
+    env = {**os.environ, "SIMCLR_DB": db_url, "SIMCLR_RUNS_DIR": str(tmp_path / "runs"), "SIMCLR_PORT": str(port)}
+    for name in ("SIMCLR_NO_LOCAL_WORKER", "SIMCLR_PASSWORD", "SIMCLR_ADDRESS"):
+        env.pop(name, None)  # as a person would run it: local worker on, no password, localhost
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["./lab.sh", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while not _healthy(url):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"the app did not come up on {url}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield Server(url, db_url, log, proc)
+    finally:
+        _stop(proc, db_url)
+
+
+def _stop(proc: subprocess.Popen, db_url: str) -> None:
+    """Stop the server (it stops the worker it started); then make sure that worker is gone too."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    from db.models import workers
+    from db.session import make_engine
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        pids = [pid for pid, in conn.execute(select(workers.c.pid).where(workers.c.hostname == socket.gethostname()))]
+    engine.dispose()
+    for pid in pids:  # workers this test's server started; each leads its own process group
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@pytest.fixture
+def browser_page(server: Server):  # noqa: ANN201
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            yield page
+        finally:
+            browser.close()
