@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine, and_, create_engine, func, select, update  # noqa: E402
+from sqlalchemy import Engine, create_engine, func, select, update  # noqa: E402
 
 from db.config import RunConfig  # noqa: E402
 from db.models import metrics, runs  # noqa: E402

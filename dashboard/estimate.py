@@ -23,6 +23,8 @@ ASSUMED_FLOPS = {"cuda": 8e13, "cpu": 5e10}
 TRAIN_FLOPS_PER_GMAC = 2 * 3 * 2 * 1e9
 # Evaluation (kNN features, linear probe) embeds one view, forward only: ~1/6 of a training image.
 EVAL_COST_RATIO = 1 / 6
+# A run's process starts, imports torch and loads its data before the first step.
+STARTUP_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -72,4 +74,4 @@ def estimate(cfg: RunConfig, observed: Sequence[dict[str, Any]], worker_devices:
     sizes = KNOWN_SIZES.get(cfg.dataset)
     eval_images = sizes[1] + sizes[2] if sizes else n
     eval_s = evals * eval_images * EVAL_COST_RATIO / ips
-    return Estimate(train_s + eval_s, basis)
+    return Estimate(STARTUP_S + train_s + eval_s, basis)

@@ -62,6 +62,6 @@ def selectable_table(key: str, runs: Sequence[dict[str, Any]]) -> list[int]:
         widget = f"{key}_{snapshot['version']}"
         default = {"selection": {"rows": [ids.index(i) for i in selected], "columns": []}}
     event = st.dataframe(frame(runs), key=widget, on_select="rerun", selection_mode="multi-row", hide_index=True,
-                         column_config=COLUMN_CONFIG, selection_default=default)
+                         column_config=COLUMN_CONFIG, selection_default=default, placeholder="-")
     rows = list(event.selection.rows) if default is None else [ids.index(i) for i in selected]
     return [ids[p] for p in rows if 0 <= p < len(ids)]

@@ -34,15 +34,23 @@ class Heartbeat(threading.Thread):
     heartbeat. It only sets an Event; the loop stops itself at the next step boundary.
     """
 
-    def __init__(self, db: Engine, run_id: int, cancel: threading.Event, interval_s: float = HEARTBEAT_S):
+    def __init__(self, db: Engine, run_id: int, claim: str | None, cancel: threading.Event,
+                 interval_s: float | None = None):
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
-        self.db, self.run_id, self.cancel, self.interval_s = db, run_id, cancel, interval_s
+        self.db, self.run_id, self.claim, self.cancel = db, run_id, claim, cancel
+        self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
+        self.lost = False
         self._stop = threading.Event()
 
     def beat(self) -> None:
+        mine = (runs.c.id == self.run_id) & (runs.c.status == RUNNING) & (runs.c.worker_id == self.claim)
         with write_tx(self.db) as conn:
-            conn.execute(update(runs).where(runs.c.id == self.run_id).values(heartbeat_at=utcnow()))
-            if conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
+            if conn.execute(update(runs).where(mine).values(heartbeat_at=utcnow())).rowcount == 0:
+                # Requeued after a missed heartbeat, claimed by someone else, or deleted:
+                # this process no longer owns the run and must stop writing to it.
+                self.lost = True
+                self.cancel.set()
+            elif conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
                 self.cancel.set()
 
     def run(self) -> None:
@@ -80,7 +88,7 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         torch.set_num_threads(max(1, int(os.environ["SIMCLR_NUM_THREADS"])))
 
     ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step, log=log)
-    heartbeat = Heartbeat(db, run_id, ctx.cancel)
+    heartbeat = Heartbeat(db, run_id, run["worker_id"], ctx.cancel)
     heartbeat.beat()
     heartbeat.start()
     try:
@@ -96,8 +104,10 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         log(f"run {run_id} failed: {values['error']}")
     finally:
         heartbeat.stop()
+    if heartbeat.lost:
+        log(f"run {run_id} is no longer this process's (requeued or claimed elsewhere); leaving it as it is")
     with write_tx(db) as conn:
-        if not transition(conn, run_id, status, expect=RUNNING, **values):
+        if not transition(conn, run_id, status, expect=RUNNING, claimed_by=run["worker_id"], **values):
             now = get_run(conn, run_id)
             log(f"run {run_id} was moved to {now['status'] if now else 'deleted'} by someone else meanwhile")
             return now["status"] if now else status

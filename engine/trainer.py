@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 
 from db.config import RunConfig
+from db.models import runs
 from db.queries import delete_metrics_after, update_run
 from engine.augment import BatchedAugment, ReferenceTwoViews
 from engine.checkpoint import load_checkpoint, save_checkpoint
@@ -112,7 +113,8 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
                 f"(dropped {dropped} metric rows written after it)")
 
-    update_run(ctx.db, ctx.run_id, total_steps=total_steps, device=str(device),
+    # The worker's slot label (e.g. the physical GPU) wins over this process's view of it.
+    update_run(ctx.db, ctx.run_id, total_steps=total_steps, device=func.coalesce(runs.c.device, str(device)),
                subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
     logger = MetricLogger(ctx.db, ctx.run_id)
     summary: dict[str, Any] = {}

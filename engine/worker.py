@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Callable
@@ -395,8 +396,6 @@ class Worker:
                 time.sleep(1)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -225,7 +225,7 @@ def render() -> None:
         kind, message = result
         getattr(st, kind)(message)
         if kind == "success":
-            st.page_link(nav.RUNS.path, label="Watch them on the Runs page", icon=":material/table_rows:")
+            st.page_link(nav.RUNS.path, label="Watch on the Runs page", icon=":material/table_rows:")
 
     with st.expander("Augmentation preview"):
         st.caption("A few test images of the chosen dataset, each with two views drawn by the engine's "

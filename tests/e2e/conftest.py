@@ -87,11 +87,16 @@ def _stop(proc: subprocess.Popen, db_url: str) -> None:
     with engine.connect() as conn:
         pids = [pid for pid, in conn.execute(select(workers.c.pid).where(workers.c.hostname == socket.gethostname()))]
     engine.dispose()
-    for pid in pids:  # workers this test's server started; each leads its own process group
+    for pid in pids:  # workers this test's server started (each leads its own process group), if still alive
         try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"engine\x00worker" in cmdline:  # not a recycled pid
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 @pytest.fixture

@@ -158,3 +158,23 @@ def test_reference_backend_trains(sqlite_url: str) -> None:
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config(augment_backend="reference"))
     assert execute_run(db, run_id, log=lambda m: None) == "completed"
+
+
+def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process whose run was requeued and claimed elsewhere stops and does not touch its status."""
+    import engine.runner as runner
+    from db.status import QUEUED
+
+    monkeypatch.setattr(runner, "HEARTBEAT_S", 0.2)
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, tiny_config(epochs=200))
+
+    def take_over(step: int, total: int, loss: torch.Tensor) -> None:
+        if step == 2:  # a stale-run sweep requeues it; another worker claims it
+            with write_tx(db) as conn:
+                transition(conn, run_id, QUEUED, expect=RUNNING)
+                transition(conn, run_id, RUNNING, expect=QUEUED, worker_id="other-worker")
+
+    assert execute_run(db, run_id, on_step=take_over, log=lambda m: None) == "running"
+    run = get_run(db, run_id)
+    assert run["status"] == "running" and run["worker_id"] == "other-worker" and run["step"] < 400
