@@ -37,15 +37,17 @@ def sidebar() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="SimCLR Lab", page_icon=":material/science:", layout="wide")
-    # ?run=ID on the bare address opens that run (the Run detail page is the default then).
-    default = nav.RUN if "run" in st.query_params else nav.LAUNCH
     signed_in = auth.is_authenticated()
     # The pages are registered either way, so that a deep link such as /run?run=7 keeps its page
     # and query through the sign-in; signed out, the sign-in form is drawn instead of the page.
-    page = st.navigation(nav.pages(default), position="sidebar" if signed_in else "hidden")
+    page = st.navigation(nav.pages(), position="sidebar" if signed_in else "hidden")
     if not signed_in:
         auth.sign_in_page()
         return
+    if page.title == nav.LAUNCH.title and "run" in st.query_params:
+        # The short deep link, the bare address with ?run=ID, means that run's page. (Making Run
+        # detail the default page instead would move it to "/" and break the /run?run=ID links.)
+        nav.switch(nav.RUN, run=st.query_params["run"])
     sidebar()
     page.run()
 

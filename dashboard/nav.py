@@ -28,9 +28,10 @@ COMPARE = PageSpec("screens/compare.py", "Compare", ":material/compare_arrows:",
 ALL = (LAUNCH, RUNS, RUN, COMPARE)
 
 
-def pages(default: PageSpec) -> list[st.Page]:
+def pages() -> list[st.Page]:
+    """Every page; Launch is the default, served at "/"."""
     return [st.Page(HERE / spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,
-                    default=spec is default) for spec in ALL]
+                    default=spec is LAUNCH) for spec in ALL]
 
 
 def switch(spec: PageSpec, **query_params: str) -> None:

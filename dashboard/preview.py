@@ -53,6 +53,6 @@ def show(preview: Preview) -> None:
     cols = st.columns(len(preview.labels))
     for i, col in enumerate(cols):
         with col:
-            st.image(preview.originals[i], caption=f"{preview.labels[i]}", width=96)
-            st.image(preview.view1[i], caption="view 1", width=96)
-            st.image(preview.view2[i], caption="view 2", width=96)
+            st.image(preview.originals[i], caption=preview.labels[i], width=96, output_format="PNG")
+            st.image(preview.view1[i], caption="view 1", width=96, output_format="PNG")
+            st.image(preview.view2[i], caption="view 2", width=96, output_format="PNG")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import charts, results

@@ -19,7 +19,7 @@ from dashboard import nav, preview
 from dashboard.common import fmt_duration, get_engine
 from dashboard.estimate import estimate
 from db import views
-from db.config import config_fields
+from db.config import RunConfig, config_fields
 from db.queue import enqueue, live_workers
 
 SINGLE, GRID = "lf_", "lg_"  # widget key prefixes: single-run values, grid values
@@ -50,6 +50,7 @@ def _prepare_state() -> None:
         state[RESULT] = ("info", "Loaded a copy of the run's configuration; change it and launch.")
         for key in [k for k in state if str(k).startswith((SINGLE, GRID))]:
             del state[key]
+        state[GRID_MODE] = False
     for key, value in saved.items():
         if key not in state:
             state[key] = value
@@ -97,13 +98,14 @@ def _field(f: dataclasses.Field, grid: bool, raw: dict[str, Any]) -> Any:
         return st.selectbox(label, list(choices), key=key, help=help_)
     placeholder = "default" if f.default is None else None
     if f.name == "lr":
-        optimizers = raw.get("optimizer") or [lf.default_text(f)]
+        # The optimizer and batch size fields come before this one, so their current values are known.
+        defaults = RunConfig.__dataclass_fields__
+        optimizers = raw.get("optimizer") or defaults["optimizer"].default
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        batches = _ints(raw.get("batch_size", "")) or [256]
-        placeholder = "rule"
-        value = st.text_input(label, key=key, help=help_ + " " + lf.lr_caption(optimizers, batches),
-                              placeholder=placeholder)
-        st.caption(lf.lr_caption(optimizers, batches))
+        batches = _ints(raw.get("batch_size", "")) or [defaults["batch_size"].default]
+        rule = lf.lr_caption(optimizers, batches)
+        value = st.text_input(label, key=key, help=f"{help_} {rule}", placeholder="rule")
+        st.caption(rule)
         return value
     if f.name == "subset_size":
         placeholder = "all images"

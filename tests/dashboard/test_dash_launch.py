@@ -154,3 +154,22 @@ def test_form_values_survive_a_page_switch(app, db: Engine) -> None:
     at.switch_page("screens/runs.py").run()
     at.switch_page("screens/launch.py").run()
     assert at.text_input(key="lf_batch_size").value == "128"
+
+
+def test_augmentation_preview_draws_two_views_per_image(app, db: Engine) -> None:
+    """Uses the engine's own BatchedAugment and data loader (imported only when asked)."""
+    pytest.importorskip("torch")
+    at = app()
+    at.selectbox(key="lf_dataset").set_value("synthetic").run()
+    at.button(key="launch_preview").click().run(timeout=120)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    images = at.get("image")
+    captions = [caption for img in images for caption in img.captions]
+    assert len(images) == 18 and captions.count("view 1") == 6 and captions.count("view 2") == 6
+
+
+def test_procfile_runs_web_without_local_worker_and_a_worker() -> None:
+    lines = dict(line.split(": ", 1) for line in (Path(__file__).parents[2] / "Procfile").read_text().splitlines() if line)
+    assert "SIMCLR_NO_LOCAL_WORKER=1" in lines["web"] and "streamlit run dashboard/app.py" in lines["web"]
+    assert "--server.address ${SIMCLR_ADDRESS:-localhost}" in lines["web"] and "--server.fileWatcherType none" in lines["web"]
+    assert lines["worker"] == "python -m engine worker"
