@@ -35,7 +35,7 @@ setup_system_packages() {
     command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]} (Debian packages)"
-        as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null \
+        as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
             || echo "warning: could not install ${missing[*]}; tests that need them will fail in CI and skip elsewhere"
     fi
 }

@@ -93,17 +93,21 @@ def delete_metrics_after(engine: Engine, run_id: int, step: int) -> int:
 
 def metric_rows(engine: Engine, run_ids: Sequence[int], names: Sequence[str] | None = None, *,
                 after_id: int = 0) -> list[dict[str, Any]]:
-    """Metric rows of `run_ids` (optionally only `names`, only ids > after_id), ordered by run, name, step."""
+    """Metric rows of `run_ids` (optionally only `names`), ordered by run, name, step.
+
+    With `after_id` (a live poll: only rows newer than those already seen) they come in id
+    order, which is arrival order. "+ 0" and ORDER BY id keep SQLite's planner off the
+    (run_id, name, step) index, which would read every row of the runs to find the few new ones;
+    walking the primary key from after_id reads just those.
+    """
     if after_id:
-        # A live poll: only a few rows are new. "+ 0" keeps SQLite's planner off the
-        # (run_id, name, step) index, which would read every row of the runs to find them;
-        # walking the primary key from after_id reads just the new ones.
-        query = select(metrics).where((metrics.c.run_id + 0).in_(list(run_ids)), metrics.c.id > after_id)
+        query = (select(metrics).where((metrics.c.run_id + 0).in_(list(run_ids)), metrics.c.id > after_id)
+                 .order_by(metrics.c.id))
     else:
-        query = select(metrics).where(metrics.c.run_id.in_(list(run_ids)))
+        query = (select(metrics).where(metrics.c.run_id.in_(list(run_ids)))
+                 .order_by(metrics.c.run_id, metrics.c.name, metrics.c.step))
     if names:
         query = query.where(metrics.c.name.in_(list(names)))
-    query = query.order_by(metrics.c.run_id, metrics.c.name, metrics.c.step)
     with read_tx(engine) as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 

@@ -1,8 +1,13 @@
 """End to end, in headless Chromium, against the app started as the README starts it.
 
-Launch tiny runs from the form, watch a loss curve gain points while its run trains (the real local
-worker and trainer), cancel that run mid-training, and read a finished run in Compare's seed-layout
-table.
+What issue 4's "Done when" asks, as a person would do it in the browser:
+- On Launch, switch to grid mode, press the seed-experiment preset (ResNet18 + LARS, subset
+  300/500/1000/1500 x batch 64/128/256: 12 runs), shrink it to small scale (synthetic 16 px images,
+  a 2 x 2 grid of subset 64/128 x batch 32/64, 2 epochs), check the run count (4), launch the sweep.
+- Launch one long single run after it; on Runs, watch its loss curve gain points while it trains
+  (the real local worker and trainer), then cancel it from the UI.
+- On Compare, pick the sweep and read its results in the seed's layout (rows data subset x batch,
+  columns loss and accuracy), checked against the run database.
 Screenshots of each step go to artifacts/screenshots/ (git-ignored).
 """
 
@@ -21,10 +26,17 @@ from tests.e2e.conftest import SCREENSHOTS, Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
-# Tiny on purpose: 16 px synthetic images, imagenet stem, 10 steps per epoch.
-TINY = {"Image size": "16", "Batch size": "32", "Subset size": "320", "Epochs": "5"}
-TINY_ADVANCED = {"Projection dim": "16", "Eval every": "5", "kNN k": "10"}
-RUN_TIMEOUT_S = 300  # a run process starts, imports torch, trains; generous for a loaded CI machine
+# Small scale on purpose: 16 px synthetic images, imagenet stem, a tiny projection head and kNN.
+SMALL = {"Image size": "16"}
+SMALL_ADVANCED = {"Projection dim": "16", "Eval every": "5", "kNN k": "10"}
+# The seed experiment's grid, shrunk: 2 subsets x 2 batch sizes (batch first: a subset is never
+# smaller than a batch on the way there).
+GRID = {"Batch size (comma-separated)": "32, 64", "Subset size (comma-separated)": "64, 128",
+        "Epochs (comma-separated)": "2"}
+GRID_CELLS = {("64", "32"), ("64", "64"), ("128", "32"), ("128", "64")}  # (data subset, batch)
+# The long run, watched and cancelled: 10 steps per epoch, far more epochs than the test waits for.
+LONG = {"Batch size": "32", "Subset size": "320", "Epochs": "500"}
+RUN_TIMEOUT_S = 300  # runs start a process, import torch, train; generous for a loaded CI machine
 
 
 def _wait(predicate: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.5) -> object:
@@ -55,41 +67,79 @@ def _type(page, label: str, value: str) -> None:  # noqa: ANN001
     _settle(page)
 
 
+def _selectbox_text(page, label: str) -> str:  # noqa: ANN001
+    """A selectbox's label and shown value (the value may be an input's, not text)."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+    return "\n".join([box.inner_text(), *(i.input_value() for i in box.locator("input").all())])
+
+
 def _choose(page, label: str, option: str) -> None:  # noqa: ANN001
     box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
-    shown = [box.inner_text(), *(i.input_value() for i in box.locator("input").all())]
-    if any(option in text.splitlines() for text in shown):
+    if option in _selectbox_text(page, label).splitlines():
         return  # already chosen (the form keeps its values)
     box.click()
     page.get_by_role("option", name=option, exact=True).click()
     _settle(page)
 
 
-def _launch(page, epochs: str) -> int:  # noqa: ANN001
-    """Fill the form with the tiny run (`epochs` epochs), press Launch, return the queued run's id."""
+def _small_scale(page) -> None:  # noqa: ANN001
+    """The fields that are not grid fields (they keep their values in both modes)."""
     _choose(page, "Dataset", "synthetic")
     _choose(page, "Stem", "imagenet")
-    for label, value in {**TINY, "Epochs": epochs}.items():
+    for label, value in SMALL.items():
         _type(page, label, value)
     advanced = page.get_by_test_id("stExpander").filter(has_text="Advanced settings")
     if not advanced.get_by_label("Eval every", exact=True).is_visible():
         advanced.get_by_text("Advanced settings").click()
-    for label, value in TINY_ADVANCED.items():
+    for label, value in SMALL_ADVANCED.items():
         _type(page, label, value)
-    assert page.get_by_test_id("stAlertContentError").count() == 0, page.get_by_test_id("stAlertContentError").all_inner_texts()
+
+
+def _run_count(page) -> int:  # noqa: ANN001
+    metric = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").get_by_text("Runs", exact=True))
+    return int(metric.get_by_test_id("stMetricValue").inner_text().strip())
+
+
+def _multiselect(page, label: str) -> str:  # noqa: ANN001
+    return page.get_by_test_id("stMultiSelect").filter(has_text=label).first.inner_text()
+
+
+def _no_errors(page) -> None:  # noqa: ANN001
+    errors = page.get_by_test_id("stAlertContentError")
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+def _press_launch(page) -> str:  # noqa: ANN001
     page.get_by_role("button", name="Launch", exact=True).click()
-    message = page.get_by_text(re.compile(r"Queued run \d+")).inner_text()
+    message = page.get_by_text(re.compile(r"Queued (run|sweep) ")).inner_text()
     _settle(page)
-    return int(re.search(r"Queued run (\d+)", message).group(1))
+    return message
 
 
-def _status(server: Server, run_id: int) -> str:
+def _statuses(server: Server, ids: list[int]) -> dict[int, str]:
     engine = make_engine(server.db_url)
     try:
         with engine.connect() as conn:
-            return conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar_one()
+            return dict(conn.execute(select(runs.c.id, runs.c.status).where(runs.c.id.in_(ids))).all())
     finally:
         engine.dispose()
+
+
+def _status(server: Server, run_id: int) -> str:
+    return _statuses(server, [run_id])[run_id]
+
+
+def _results(server: Server, sweep_id: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """{(subset, batch): (linear_loss, linear_top1)} of the sweep's runs, from the run database."""
+    engine = make_engine(server.db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(runs.c.subset_size, runs.c.batch_size, runs.c.linear_loss, runs.c.linear_top1)
+                                .where(runs.c.sweep_id == sweep_id)).all()
+    finally:
+        engine.dispose()
+    return {(str(s), str(b)): (loss, top1) for s, b, loss, top1 in rows}
 
 
 def _points(page, run_id: int) -> int:  # noqa: ANN001
@@ -108,28 +158,76 @@ def _points(page, run_id: int) -> int:  # noqa: ANN001
         }""", f"#{run_id}")
 
 
-def test_launch_watch_cancel_compare(server: Server, browser_page) -> None:  # noqa: ANN001
+def _table_rows(table) -> list[dict[str, str]]:  # noqa: ANN001
+    """The rows of a st.table as {column: text}; the index columns (data subset, batch) included."""
+    header = [h.strip() for h in table.locator("thead tr").last.locator("th").all_inner_texts()]
+    rows = []
+    for tr in table.locator("tbody tr").all():
+        cells = [c.strip() for c in tr.locator("th, td").all_inner_texts()]
+        assert len(cells) == len(header), (header, cells)
+        rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  # noqa: ANN001
     page = browser_page
     page.goto(server.url)
     page.get_by_label("Batch size", exact=True).wait_for()
     _shot(page, "01-launch-form")
 
-    # Two runs from the form. The local worker has one slot on the CPU: the short one trains first,
-    # then the long one, which is watched and cancelled while it trains (it can never finish
-    # before the test has seen its curve grow, however fast the machine).
-    short = _launch(page, epochs="5")
-    _shot(page, "02-launched")
-    long = _launch(page, epochs="500")
-    _wait(lambda: _status(server, short) in ("completed", "failed"), RUN_TIMEOUT_S, f"run {short} to finish",
-          every_s=2)
-    assert _status(server, short) == "completed", server.log.read_text()[-3000:]
+    # Launch: grid mode, the seed-experiment preset (12 runs as the seed ran them) ...
+    page.get_by_text("Grid mode", exact=True).click()
+    page.get_by_label("Batch size (comma-separated)", exact=True).wait_for()
+    _settle(page)
+    page.get_by_role("button", name="Seed-experiment preset", exact=True).click()
+    _settle(page)
+    assert page.get_by_label("Subset size (comma-separated)", exact=True).input_value() == "300, 500, 1000, 1500"
+    assert page.get_by_label("Batch size (comma-separated)", exact=True).input_value() == "64, 128, 256"
+    assert "resnet18" in _multiselect(page, "Encoder") and "lars" in _multiselect(page, "Optimizer")
+    _no_errors(page)
+    assert _run_count(page) == 12
+    _shot(page, "02-seed-preset")
 
-    # Runs: the running run's loss curve is drawn without selecting it, and grows as it trains.
+    # ... shrunk to small scale: a 2 x 2 grid on tiny synthetic images. 4 runs, shown before launching.
+    _small_scale(page)
+    for label, value in GRID.items():
+        _type(page, label, value)
+    _no_errors(page)
+    assert _run_count(page) == 4
+    _shot(page, "03-grid-small")
+    message = _press_launch(page)
+    match = re.search(r"Queued sweep (\S+): 4 runs \(ids (\d+)-(\d+)\)", message)
+    assert match, message
+    sweep_id, first_id, last_id = match.group(1), int(match.group(2)), int(match.group(3))
+    sweep_runs = list(range(first_id, last_id + 1))
+    assert len(sweep_runs) == 4, message
+    _shot(page, "04-sweep-launched")
+
+    # One long single run, queued after the sweep (the local worker has one CPU slot and takes runs
+    # in order): it trains once the sweep is done and is watched and cancelled while it trains (it
+    # can never finish before the test has seen its curve grow, however fast the machine).
+    page.get_by_text("Grid mode", exact=True).click()
+    page.get_by_label("Batch size", exact=True).wait_for()
+    _settle(page)
+    for label, value in LONG.items():
+        _type(page, label, value)
+    _no_errors(page)
+    assert _run_count(page) == 1
+    message = _press_launch(page)
+    long = int(re.search(r"Queued run (\d+)", message).group(1))
+
+    # Runs: the running runs' loss curves are drawn without selecting them; the long one grows.
     page.get_by_test_id("stSidebarNav").get_by_text("Runs", exact=True).click()
+    page.get_by_test_id("stDataFrame").first.wait_for()
+    _wait(lambda: all(s in ("completed", "failed", "cancelled", "dead")
+                      for s in _statuses(server, sweep_runs).values()),
+          RUN_TIMEOUT_S, f"sweep {sweep_id}'s runs to finish", every_s=2)
+    statuses = _statuses(server, sweep_runs)
+    assert set(statuses.values()) == {"completed"}, (statuses, server.log.read_text()[-3000:])
     first = _wait(lambda: _points(page, long), RUN_TIMEOUT_S, f"run {long}'s first loss points")
-    _shot(page, "03-runs-live")
+    _shot(page, "05-runs-live")
     _wait(lambda: _points(page, long) > first, 120, f"run {long}'s loss curve to gain points", every_s=0.25)
-    _shot(page, "04-runs-more-points")
+    _shot(page, "06-runs-more-points")
 
     # Cancel it from its detail page (deep link): it stops at its next step and ends cancelled.
     page.goto(f"{server.url}/run?run={long}")
@@ -137,15 +235,27 @@ def test_launch_watch_cancel_compare(server: Server, browser_page) -> None:  # n
     _wait(lambda: _status(server, long) == "cancelled", 120, f"run {long} to be cancelled")
     page.reload()
     page.get_by_text(re.compile(r"Status:\s*cancelled")).wait_for()
-    _shot(page, "05-cancelled")
+    _shot(page, "07-cancelled")
 
-    # Compare: the finished run in the seed experiment's layout.
-    page.goto(f"{server.url}/compare?runs={short}")
-    table = page.get_by_test_id("stTable").first
-    table.wait_for()
-    _shot(page, "06-compare")
-    header = [h.strip() for h in table.locator("thead th").all_inner_texts()]
-    cells = [c.strip() for c in table.locator("tbody tr").first.locator("th, td").all_inner_texts()]
-    row = dict(zip(header, cells))
-    assert row["data subset"] == "320" and row["batch"] == "32", row
-    assert 0.0 <= float(row["accuracy"].split()[0]) <= 1.0 and float(row["loss"].split()[0]) >= 0.0, row
+    # Compare: pick the sweep; its finished runs in the seed experiment's layout.
+    page.get_by_test_id("stSidebarNav").get_by_text("Compare", exact=True).click()
+    page.get_by_test_id("stRadio").get_by_text("Sweep", exact=True).click()
+    page.get_by_test_id("stSelectbox").filter(has_text="Sweep").first.wait_for()
+    _settle(page)
+    picked = _selectbox_text(page, "Sweep")  # the only sweep, picked by default
+    assert f"{sweep_id} (4 runs)" in picked, picked
+    page.get_by_text("resnet18 + lars", exact=True).first.wait_for()
+    table = page.get_by_test_id("stTable")
+    assert table.count() == 1  # one encoder + optimizer, nothing else varies: one table
+    _shot(page, "08-compare-sweep")
+    rows = _table_rows(table)
+    shown = {(r["data subset"], r["batch"]): r for r in rows}
+    assert set(shown) == GRID_CELLS and len(rows) == 4, rows
+    stored = _results(server, sweep_id)
+    assert set(stored) == GRID_CELLS, stored
+    for cell, row in shown.items():
+        loss, accuracy = float(row["loss"]), float(row["accuracy"])
+        assert loss >= 0.0 and 0.0 <= accuracy <= 1.0, row
+        db_loss, db_top1 = stored[cell]
+        assert row["loss"] == f"{db_loss:.4f}" and row["accuracy"] == f"{db_top1:.4f}", (row, stored[cell])
+        assert row["seeds"] == "1", row
