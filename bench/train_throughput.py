@@ -7,7 +7,9 @@ For ResNet18, each stem and batch size, images/s (images, not views: each image 
                 metric logging to SQLite), timed through the trainer's own on_step callback;
   (b) ceiling   forward, backward and step of the same encoder + head on a pre-made tensor;
   (c) reference the seed's pipeline: per-image torchvision transforms in DataLoader workers,
-                through the same trainer (augment_backend=reference).
+                through the same trainer (augment_backend=reference);
+and, for the input pipeline alone (no model), the batched augmentation against the seed's
+DataLoader of per-image transforms.
 Prints a table and the ratios a/b and a/c. With --device cuda it measures views/s at batch 512.
 """
 
@@ -89,6 +91,33 @@ def ceiling_images_per_sec(cfg: RunConfig, warmup: int, steps: int) -> float:
     return steps * cfg.batch_size / (time.perf_counter() - t0)
 
 
+def augment_only_images_per_sec(cfg: RunConfig, backend: str, batches: int = 6) -> float:
+    """The input pipeline alone, no model: batched augmentation on the device, or the seed's
+    per-image transforms in DataLoader workers (both views of every image)."""
+    from engine.augment import BatchedAugment, ReferenceTwoViews
+    from engine.data import load_dataset
+    from engine.trainer import loader_workers
+
+    images = load_dataset(cfg).pretrain_images
+    n = batches * cfg.batch_size
+    images = images.repeat((n + len(images) - 1) // len(images), 1, 1, 1)[:n]
+    if backend == "batched":
+        aug, gen = BatchedAugment(cfg.image_size, cfg.jitter_strength), torch.Generator().manual_seed(0)
+        aug(torch.cat([images[: cfg.batch_size]] * 2), gen)  # warm-up
+        t0 = time.perf_counter()
+        for i in range(batches):
+            x = images[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            aug(torch.cat([x, x]), gen)
+        return n / (time.perf_counter() - t0)
+    loader = torch.utils.data.DataLoader(ReferenceTwoViews(images, cfg.image_size, cfg.jitter_strength),
+                                         batch_size=cfg.batch_size, num_workers=loader_workers())
+    it = iter(loader)
+    next(it)  # workers started and warm
+    t0 = time.perf_counter()
+    count = sum(len(v1) for v1, _ in it)
+    return count / (time.perf_counter() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stems", nargs="+", default=["imagenet", "cifar"])
@@ -106,7 +135,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
           f"warmup {args.warmup} + {args.steps} timed steps, best of {args.rounds} interleaved rounds")
     print(f"{'stem':<9} {'batch':>5} {'(a) engine':>11} {'(b) ceiling':>12} {'(c) reference':>14} "
-          f"{'a/b':>6} {'a/c':>6}   images/s")
+          f"{'a/b':>6} {'a/c':>6}   {'aug-only: batched':>9} {'reference':>9}   images/s")
     for stem in args.stems:
         for batch in args.batches:
             n = batch * (args.warmup + args.steps)
@@ -120,7 +149,10 @@ def main() -> None:
                 b = max(b, ceiling_images_per_sec(cfg, args.warmup, args.steps))
                 c = float("nan") if args.skip_reference else max(c, engine_images_per_sec(
                     cfg.replace(augment_backend="reference"), db_url, args.warmup, args.steps))
-            print(f"{stem:<9} {batch:>5} {a:>11.1f} {b:>12.1f} {c:>14.1f} {a / b:>6.2f} {a / c:>6.2f}", flush=True)
+            aug_b = augment_only_images_per_sec(cfg, "batched")
+            aug_r = augment_only_images_per_sec(cfg, "reference")
+            print(f"{stem:<9} {batch:>5} {a:>11.1f} {b:>12.1f} {c:>14.1f} {a / b:>6.2f} {a / c:>6.2f}"
+                  f"   {aug_b:>9.0f} {aug_r:>9.0f}", flush=True)
 
 
 if __name__ == "__main__":

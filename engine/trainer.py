@@ -8,6 +8,7 @@ the kNN monitor runs every `eval_every` epochs and at the end; the linear probe 
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -202,7 +203,7 @@ def _batches(cfg: RunConfig, data: ImageData, images: torch.Tensor, n_steps: int
         source = ReferenceTwoViews(data.pretrain_images, cfg.image_size, cfg.jitter_strength)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(source, order[: n_steps * cfg.batch_size].tolist()),
-            batch_size=cfg.batch_size, num_workers=_loader_workers(), drop_last=True)
+            batch_size=cfg.batch_size, num_workers=loader_workers(), drop_last=True)
         for v1, v2 in loader:
             yield torch.cat([v1, v2]).to(device, non_blocking=True)
         return
@@ -214,9 +215,8 @@ def _batches(cfg: RunConfig, data: ImageData, images: torch.Tensor, n_steps: int
         yield augment(torch.cat([x, x]), aug_gen)
 
 
-def _loader_workers() -> int:
-    import os
-
+def loader_workers() -> int:
+    """DataLoader workers for the reference backend: one per core, at most 4."""
     return min(4, os.cpu_count() or 1)
 
 

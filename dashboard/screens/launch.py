@@ -211,8 +211,8 @@ def render() -> None:
         c1, c2, c3 = st.columns(3)
         c1.metric("Runs", len(plan.runs))
         if known:
-            per_run = (fmt_duration(min(known)) if min(known) == max(known)
-                       else f"{fmt_duration(min(known))} - {fmt_duration(max(known))}")
+            low, high = fmt_duration(min(known)), fmt_duration(max(known))
+            per_run = low if low == high else f"{low} - {high}"  # compare as shown, not as floats
             c2.metric("Estimated time per run", per_run)
             c3.metric("All runs, one after another", fmt_duration(sum(known)))
         if grid and len(plan.runs) > 1:

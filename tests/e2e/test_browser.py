@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from db.models import runs
@@ -36,6 +37,7 @@ GRID = {"Batch size (comma-separated)": "32, 64", "Subset size (comma-separated)
 GRID_CELLS = {("64", "32"), ("64", "64"), ("128", "32"), ("128", "64")}  # (data subset, batch)
 # The long run, watched and cancelled: 10 steps per epoch, far more epochs than the test waits for.
 LONG = {"Batch size": "32", "Subset size": "320", "Epochs": "500"}
+UI_TIMEOUT_MS = 30_000  # a rerun of the page, on a loaded machine
 RUN_TIMEOUT_S = 300  # runs start a process, import torch, train; generous for a loaded CI machine
 
 
@@ -95,10 +97,11 @@ def _small_scale(page) -> None:  # noqa: ANN001
         _type(page, label, value)
 
 
-def _run_count(page) -> int:  # noqa: ANN001
+def _expect_run_count(page, n: int) -> None:  # noqa: ANN001
+    """The "Runs" count the form shows before launching (waits for the rerun that updates it)."""
     metric = page.get_by_test_id("stMetric").filter(
         has=page.get_by_test_id("stMetricLabel").get_by_text("Runs", exact=True))
-    return int(metric.get_by_test_id("stMetricValue").inner_text().strip())
+    expect(metric.get_by_test_id("stMetricValue")).to_have_text(str(n), timeout=UI_TIMEOUT_MS)
 
 
 def _multiselect(page, label: str) -> str:  # noqa: ANN001
@@ -181,19 +184,21 @@ def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  
     _settle(page)
     page.get_by_role("button", name="Seed-experiment preset", exact=True).click()
     _settle(page)
-    assert page.get_by_label("Subset size (comma-separated)", exact=True).input_value() == "300, 500, 1000, 1500"
-    assert page.get_by_label("Batch size (comma-separated)", exact=True).input_value() == "64, 128, 256"
+    expect(page.get_by_label("Subset size (comma-separated)", exact=True)).to_have_value("300, 500, 1000, 1500", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_label("Batch size (comma-separated)", exact=True)).to_have_value("64, 128, 256", timeout=UI_TIMEOUT_MS)
+    _expect_run_count(page, 12)
     assert "resnet18" in _multiselect(page, "Encoder") and "lars" in _multiselect(page, "Optimizer")
     _no_errors(page)
-    assert _run_count(page) == 12
     _shot(page, "02-seed-preset")
 
     # ... shrunk to small scale: a 2 x 2 grid on tiny synthetic images. 4 runs, shown before launching.
     _small_scale(page)
     for label, value in GRID.items():
         _type(page, label, value)
+    _expect_run_count(page, 4)
     _no_errors(page)
-    assert _run_count(page) == 4
+    expect(page.get_by_test_id("stMetricLabel").get_by_text("Estimated time per run", exact=True)).to_be_visible()
+    page.get_by_test_id("stMetric").first.scroll_into_view_if_needed()
     _shot(page, "03-grid-small")
     message = _press_launch(page)
     match = re.search(r"Queued sweep (\S+): 4 runs \(ids (\d+)-(\d+)\)", message)
@@ -211,8 +216,8 @@ def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  
     _settle(page)
     for label, value in LONG.items():
         _type(page, label, value)
+    _expect_run_count(page, 1)
     _no_errors(page)
-    assert _run_count(page) == 1
     message = _press_launch(page)
     long = int(re.search(r"Queued run (\d+)", message).group(1))
 
