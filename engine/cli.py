@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from db.config import ConfigError
 from db.queries import create_run, get_run, list_runs
-from db.session import SchemaError, default_url, make_engine, write_tx
+from db.session import SchemaError, make_engine, write_tx
 from db.status import QUEUED, RUNNING, transition, utcnow
 from engine.cli_args import add_config_flags, config_from_values, config_overrides
 
@@ -150,4 +150,4 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["main", "build_parser", "default_url"]
+__all__ = ["main", "build_parser"]

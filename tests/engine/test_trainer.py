@@ -94,8 +94,7 @@ def test_cancel_stops_at_a_step_boundary_and_keeps_the_checkpoint(sqlite_url: st
     assert max(r["step"] for r in metric_rows(db, [run_id], ["train/loss"])) == 3
 
 
-def test_cancel_request_in_the_database_ends_the_run_cancelled(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.runner as runner
+def test_cancel_request_in_the_database_ends_the_run_cancelled(sqlite_url: str) -> None:
 
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config(epochs=50))
