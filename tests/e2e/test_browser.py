@@ -14,8 +14,6 @@ Screenshots of each step go to artifacts/screenshots/ (git-ignored).
 from __future__ import annotations
 
 import re
-import time
-from typing import Callable
 
 import pytest
 from playwright.sync_api import expect
@@ -24,6 +22,7 @@ from sqlalchemy import select
 from db.models import runs
 from db.session import make_engine
 from tests.e2e.conftest import SCREENSHOTS, Server
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -39,16 +38,6 @@ GRID_CELLS = {("64", "32"), ("64", "64"), ("128", "32"), ("128", "64")}  # (data
 LONG = {"Batch size": "32", "Subset size": "320", "Epochs": "500"}
 UI_TIMEOUT_MS = 30_000  # a rerun of the page, on a loaded machine
 RUN_TIMEOUT_S = 300  # runs start a process, import torch, train; generous for a loaded CI machine
-
-
-def _wait(predicate: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.5) -> object:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def _shot(page, name: str) -> None:  # noqa: ANN001
@@ -224,20 +213,20 @@ def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  
     # Runs: the running runs' loss curves are drawn without selecting them; the long one grows.
     page.get_by_test_id("stSidebarNav").get_by_text("Runs", exact=True).click()
     page.get_by_test_id("stDataFrame").first.wait_for()
-    _wait(lambda: all(s in ("completed", "failed", "cancelled", "dead")
+    wait_until(lambda: all(s in ("completed", "failed", "cancelled", "dead")
                       for s in _statuses(server, sweep_runs).values()),
           RUN_TIMEOUT_S, f"sweep {sweep_id}'s runs to finish", every_s=2)
     statuses = _statuses(server, sweep_runs)
     assert set(statuses.values()) == {"completed"}, (statuses, server.log.read_text()[-3000:])
-    first = _wait(lambda: _points(page, long), RUN_TIMEOUT_S, f"run {long}'s first loss points")
+    first = wait_until(lambda: _points(page, long), RUN_TIMEOUT_S, f"run {long}'s first loss points")
     _shot(page, "05-runs-live")
-    _wait(lambda: _points(page, long) > first, 120, f"run {long}'s loss curve to gain points", every_s=0.25)
+    wait_until(lambda: _points(page, long) > first, 120, f"run {long}'s loss curve to gain points", every_s=0.25)
     _shot(page, "06-runs-more-points")
 
     # Cancel it from its detail page (deep link): it stops at its next step and ends cancelled.
     page.goto(f"{server.url}/run?run={long}")
     page.get_by_role("button", name="Cancel", exact=True).click()
-    _wait(lambda: _status(server, long) == "cancelled", 120, f"run {long} to be cancelled")
+    wait_until(lambda: _status(server, long) == "cancelled", 120, f"run {long} to be cancelled")
     page.reload()
     page.get_by_text(re.compile(r"Status:\s*cancelled")).wait_for()
     _shot(page, "07-cancelled")

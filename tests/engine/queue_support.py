@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -71,18 +70,6 @@ def run(run_id: int) -> int:
         transition(conn, run_id, COMPLETED, expect=RUNNING, final_loss=1.0 / steps)
     print(f"run {run_id} completed", flush=True)
     return 0
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 60, what: str = "condition",
-               every_s: float = 0.1) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test naming `what` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def start_worker(db_url: str, *args: str, stand_in: bool = False, log_path: Path | None = None,

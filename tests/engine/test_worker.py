@@ -25,7 +25,8 @@ from db.session import SchemaError, make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from engine.cli import main
 from engine.worker import Worker, plan_slots, visible_gpus
-from tests.engine.queue_support import pid_alive, start_worker, wait_until
+from tests.engine.queue_support import pid_alive, start_worker
+from tests.support import wait_until
 
 
 @pytest.fixture
