@@ -10,11 +10,10 @@ from datetime import timedelta
 
 from db.config import ConfigError
 from db.queries import create_run, get_run, list_runs
+from db.queue import DEFAULT_STALE_AFTER_S
 from db.session import SchemaError, make_engine, write_tx
 from db.status import QUEUED, RUNNING, transition, utcnow
 from engine.cli_args import add_config_flags, config_from_values, config_overrides
-
-STALE_AFTER_S = 60
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +91,7 @@ def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
             raise ConfigError("resume", f"run {run_id} is already completed")
         if status == RUNNING:
             beat = run["heartbeat_at"]
-            if beat is not None and utcnow() - beat < timedelta(seconds=STALE_AFTER_S):
+            if beat is not None and utcnow() - beat < timedelta(seconds=DEFAULT_STALE_AFTER_S):
                 raise ConfigError("resume", f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
                                             "cancel it first or wait until it is stale")
         if status != QUEUED:

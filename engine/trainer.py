@@ -120,9 +120,12 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     logger = MetricLogger(ctx.db, ctx.run_id)
     summary: dict[str, Any] = {}
     knn_acc = None
-    feats: dict[str, torch.Tensor] | None = None  # features of the final encoder, once computed
+    feats: dict[str, torch.Tensor] | None = None  # set by the last epoch's evaluation
 
-    last = False
+    def knn(f: dict[str, torch.Tensor]) -> float:
+        return knn_top1(f["train"], data.train_labels, f["test"], data.test_labels,
+                        k=cfg.knn_k, temperature=cfg.knn_temperature)
+
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         epoch_loss = torch.zeros((), device=device)
@@ -161,11 +164,9 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         mean_loss = (epoch_loss / n_steps).item()
         logger.log("epoch/loss", mean_loss, step, epoch + 1)
         summary["final_loss"] = mean_loss
-        last = epoch + 1 == cfg.epochs
-        if last or (epoch + 1) % cfg.eval_every == 0:
+        if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
             feats = _features(model, data, mean, std, device, amp)
-            knn_acc = knn_top1(feats["train"], data.train_labels, feats["test"], data.test_labels,
-                               k=cfg.knn_k, temperature=cfg.knn_temperature)
+            knn_acc = knn(feats)
             logger.log("knn/top1", knn_acc, step, epoch + 1)
             summary["knn_top1"] = knn_acc
         logger.set_progress(epoch=epoch + 1, step=step, final_loss=mean_loss, knn_top1=summary.get("knn_top1"))
@@ -177,14 +178,13 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
                 + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
 
-    # Linear probe on the final encoder: the last epoch's kNN features when this process computed
-    # them, else (resumed after the last checkpoint) computed now.
+    # Linear probe on the final encoder: the last epoch always evaluates, so its features are at
+    # hand, unless this process resumed after the last checkpoint and trained no epoch at all.
     if ctx.cancel.is_set():
         raise RunCancelled()
-    if feats is None or not last:
+    if feats is None:
         feats = _features(model, data, mean, std, device, amp)
-    summary.setdefault("knn_top1", knn_top1(feats["train"], data.train_labels, feats["test"], data.test_labels,
-                                            k=cfg.knn_k, temperature=cfg.knn_temperature))
+        summary["knn_top1"] = knn(feats)
     lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels)
     logger.log("linear/loss", lin_loss, step, cfg.epochs)
     logger.log("linear/top1", lin_top1, step, cfg.epochs)
