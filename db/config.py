@@ -196,6 +196,11 @@ def coerce_field(name: str, value: Any) -> Any:
     return value
 
 
+def config_from_text(values: dict[str, Any]) -> RunConfig:
+    """A RunConfig from text values (CLI flags, grid entries, form fields), each coerced to its type."""
+    return RunConfig(**{k: coerce_field(k, v) for k, v in values.items()})
+
+
 # ---------------------------------------------------------------------- validation
 def _check_type(cfg: RunConfig, f: dataclasses.Field) -> None:
     value = getattr(cfg, f.name)

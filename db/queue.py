@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from db.config import ConfigError, RunConfig, coerce_field, config_fields
+from db.config import ConfigError, RunConfig, config_fields, config_from_text
 from db.models import runs, workers
 from db.queries import create_runs
 from db.session import is_sqlite, read_tx, write_tx
@@ -296,12 +296,8 @@ def combo_label(combo: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in combo.items())
 
 
-def _build_config(values: Mapping[str, Any]) -> RunConfig:
-    return RunConfig(**{k: coerce_field(k, v) for k, v in values.items()})
-
-
 def expand_grid(base: Mapping[str, Any], grid: Sequence[tuple[str, Sequence[Any]]], *,
-                build: Callable[[dict[str, Any]], RunConfig] = _build_config) -> list[tuple[dict[str, Any], RunConfig]]:
+                build: Callable[[dict[str, Any]], RunConfig] = config_from_text) -> list[tuple[dict[str, Any], RunConfig]]:
     """Every combination of `grid` over `base`, each validated; [(combination, config), ...].
 
     Validates all of them before returning any, and reports every bad combination, not only the

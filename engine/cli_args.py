@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from db.config import ConfigError, RunConfig, coerce_field, config_fields, field_optional, field_type
+from db.config import ConfigError, RunConfig, config_fields, config_from_text, field_optional, field_type
 
 
 def flag_name(field_name: str) -> str:
@@ -33,6 +33,6 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def config_from_values(values: dict[str, Any]) -> RunConfig:
     """Build a RunConfig from text values (flags, grid entries); errors name the field and its flag."""
     try:
-        return RunConfig(**{k: coerce_field(k, v) for k, v in values.items()})
+        return config_from_text(values)
     except ConfigError as e:
         raise ConfigError(e.field, f"{str(e).split(': ', 1)[1]} (flag {flag_name(e.field)})") from None
