@@ -4,8 +4,8 @@
 #   ./lab.sh serve   set up (first time only) and open the dashboard on http://localhost:8501
 #   ./lab.sh test    set up (first time only), including Chromium and PostgreSQL, and run the tests
 #
-# Set-up is idempotent: a virtual environment in .venv, re-installed only when
-# requirements.txt changes.
+# Set-up is idempotent: a virtual environment in .venv with the project installed in editable
+# mode, re-installed only when requirements.txt or pyproject.toml changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -17,11 +17,13 @@ setup_python() {
         python3 -m venv "$VENV"
     fi
     local want have
-    want=$(sha256sum requirements.txt | cut -d' ' -f1)
+    want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
     have=$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)
     if [ "$want" != "$have" ]; then
         "$PY" -m pip install --quiet --upgrade pip
         "$PY" -m pip install --quiet -r requirements.txt
+        # The project itself, editable: db/, engine/ and dashboard/ import from anywhere.
+        "$PY" -m pip install --quiet --no-deps -e .
         echo "$want" > "$VENV/.requirements.sha256"
     fi
 }

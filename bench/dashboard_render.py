@@ -23,16 +23,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-from sqlalchemy import update  # noqa: E402
+import numpy as np
+from sqlalchemy import update
 
-from db.config import RunConfig  # noqa: E402
-from db.models import runs  # noqa: E402
-from db.queries import create_runs, write_metrics  # noqa: E402
-from db.session import make_engine, write_tx  # noqa: E402
-from db.status import utcnow  # noqa: E402
+from db.config import RunConfig
+from db.models import runs
+from db.queries import create_runs, write_metrics
+from db.session import make_engine, write_tx
+from db.status import utcnow
 
 RUNNING = 12  # the Runs page draws the running runs' curves by default
 

@@ -36,16 +36,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine, create_engine, func, select, update  # noqa: E402
+from sqlalchemy import Engine, create_engine, func, select, update
 
-from db.config import RunConfig  # noqa: E402
-from db.models import metrics, runs  # noqa: E402
-from db.queries import create_runs, metric_rows, write_metrics  # noqa: E402
-from db.queue import claim_next  # noqa: E402
-from db.session import make_engine, read_tx, write_tx  # noqa: E402
-from db.status import utcnow  # noqa: E402
+from db.config import RunConfig
+from db.models import metrics, runs
+from db.queries import create_runs, metric_rows, write_metrics
+from db.queue import claim_next
+from db.session import make_engine, read_tx, write_tx
+from db.status import utcnow
 
 CFG = RunConfig(dataset="synthetic", batch_size=16, subset_size=64, epochs=1)
 WRITER_FLUSH_S, WRITER_STEPS_PER_FLUSH = 0.25, 10  # a run at 40 steps/s, flushing 4x a second (heavier than real)
@@ -223,7 +222,7 @@ def bench_logging(engine: Engine, url: str, seconds: float, step_s: float = 0.04
     """Seconds spent inside MetricLogger per step, for steps of `step_s`, with 4 other writers."""
     import torch
 
-    from engine.metrics_log import MetricLogger
+    from engine.simclr.metrics_log import MetricLogger
 
     [run_id] = create_runs(engine, [CFG])
     others = create_runs(engine, [CFG] * 4)
@@ -236,7 +235,7 @@ def bench_logging(engine: Engine, url: str, seconds: float, step_s: float = 0.04
             step += 1
             loss = torch.tensor(1.0 / step)
             t0 = time.perf_counter()
-            logger.log("train/loss", loss, step, 0.0)  # the same calls, per step, as engine/trainer.py
+            logger.log("train/loss", loss, step, 0.0)  # the same calls, per step, as engine/simclr/trainer.py
             logger.log("train/lr", 0.1, step, 0.0)
             if step % 25 == 0:
                 logger.log("train/images_per_sec", 1000.0, step, 0.0)
@@ -252,8 +251,8 @@ def cpu_tiny_step_s() -> float:
     """This CPU's fastest real step: ResNet18, imagenet stem, 8x8 images, batch 16 (32 views)."""
     import torch
 
-    from engine.loss import nt_xent
-    from engine.model import build_model
+    from engine.simclr.loss import nt_xent
+    from engine.simclr.model import build_model
 
     model = build_model(RunConfig(dataset="synthetic", image_size=8, stem="imagenet", batch_size=16,
                                   subset_size=64, projection_dim=8))

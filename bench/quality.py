@@ -16,18 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from db.config import RunConfig  # noqa: E402
-from db.queries import create_run, get_run  # noqa: E402
-from db.session import make_engine, write_tx  # noqa: E402
-from db.status import RUNNING, transition  # noqa: E402
-from engine.data import load_dataset  # noqa: E402
-from engine.evaluate import extract_features, knn_top1, linear_eval  # noqa: E402
-from engine.model import build_model  # noqa: E402
-from engine.runner import execute_run  # noqa: E402
+from db.config import RunConfig
+from db.queries import create_run, get_run
+from db.session import make_engine, write_tx
+from db.status import RUNNING, transition
+from engine.simclr.data import load_dataset
+from engine.simclr.evaluate import extract_features, knn_top1, linear_eval
+from engine.simclr.model import build_model
+from engine.jobs.runner import execute_run
 
 
 def main() -> None:

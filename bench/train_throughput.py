@@ -22,18 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from db.config import RunConfig, run_dir  # noqa: E402
-from db.queries import create_run  # noqa: E402
-from db.session import make_engine, write_tx  # noqa: E402
-from db.status import RUNNING, transition  # noqa: E402
-from engine.loss import nt_xent  # noqa: E402
-from engine.model import build_model  # noqa: E402
-from engine.optim import build_optimizer  # noqa: E402
-from engine.trainer import RunContext, autocast_dtype, resolve_device, train  # noqa: E402
+from db.config import RunConfig, run_dir
+from db.queries import create_run
+from db.session import make_engine, write_tx
+from db.status import RUNNING, transition
+from engine.simclr.loss import nt_xent
+from engine.simclr.model import build_model
+from engine.simclr.optim import build_optimizer
+from engine.simclr.trainer import RunContext, autocast_dtype, resolve_device, train
 
 
 class _Stop(Exception):
@@ -94,9 +93,9 @@ def ceiling_images_per_sec(cfg: RunConfig, warmup: int, steps: int) -> float:
 def augment_only_images_per_sec(cfg: RunConfig, backend: str, batches: int = 6) -> float:
     """The input pipeline alone, no model: batched augmentation on the device, or the seed's
     per-image transforms in DataLoader workers (both views of every image)."""
-    from engine.augment import BatchedAugment, ReferenceTwoViews
-    from engine.data import load_dataset
-    from engine.trainer import loader_workers
+    from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
+    from engine.simclr.data import load_dataset
+    from engine.simclr.trainer import loader_workers
 
     images = load_dataset(cfg).pretrain_images
     n = batches * cfg.batch_size

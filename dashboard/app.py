@@ -7,20 +7,12 @@ other worker is, draws the sidebar, and runs the chosen page.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-# Streamlit puts this file's folder on sys.path, not the project's; the project is needed for db/.
-ROOT = str(Path(__file__).resolve().parent.parent)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import streamlit as st  # noqa: E402
-
-from dashboard import auth, nav  # noqa: E402
-from dashboard.common import get_engine  # noqa: E402
-from dashboard.local_worker import LocalWorker, create  # noqa: E402
-from db.session import default_url  # noqa: E402
+from dashboard import auth, nav
+from dashboard.common import get_engine
+from dashboard.local_worker import LocalWorker, create
+from db.session import default_url
 
 
 @st.cache_resource(show_spinner=False)

@@ -6,7 +6,7 @@ Rules:
   Procfile's web line sets it because its worker line runs one).
 - Detached with start_new_session=True: Ctrl-C in the server's terminal goes to the server's
   process group, and must not interrupt training mid-step. The server stops the worker itself,
-  in order, when it exits (SIGTERM: the worker drains, see engine/worker.py).
+  in order, when it exits (SIGTERM: the worker drains, see engine/jobs/worker.py).
 - Reaped: a thread waits on the process, so a worker that dies never lingers as a zombie; the next
   page view notices and starts another, backing off when it keeps dying at once.
 - One per server process and database (held in st.cache_resource by app.py), guarded by a lock

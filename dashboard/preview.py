@@ -1,5 +1,5 @@
 """Augmentation preview: a few images of the chosen dataset, each with two views drawn by the very
-code the engine trains with (engine.augment.BatchedAugment).
+code the engine trains with (engine.simclr.augment.BatchedAugment).
 
 The only place the dashboard touches the engine or torch, and only when the user asks for a
 preview: the imports are inside the function so that the dashboard starts without torch.
@@ -34,8 +34,8 @@ def draw(config: dict, n: int = 6, seed: int = 0) -> Preview:
     """Load the dataset as a run would, pick n test images, augment each twice."""
     import torch
 
-    from engine.augment import BatchedAugment
-    from engine.data import load_dataset
+    from engine.simclr.augment import BatchedAugment
+    from engine.simclr.data import load_dataset
 
     cfg = RunConfig.from_dict(config)
     data = load_dataset(cfg.replace(subset_size=None))  # the subset only concerns pretraining images

@@ -1,4 +1,7 @@
-"""SimCLR training engine: data, augmentation, model, loss, optimizers, evaluation, trainer, worker, CLI.
+"""SimCLR training engine, in two sub-packages:
 
-Importing this package does not import torch; the submodules that need it do.
+- `engine.simclr`: the science (data, augmentation, model, loss, optimizers, evaluation, trainer);
+- `engine.jobs`: the job machinery (CLI, worker, runner, queue commands).
+
+`engine.simclr` never imports `engine.jobs`. Importing this package does not import torch.
 """

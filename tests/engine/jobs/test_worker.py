@@ -1,7 +1,7 @@
 """The worker and the queue CLI: slots and devices, child processes, failures, signals, submit, cancel.
 
 Runs here use the torch-free stand-in child (queue_support.py) so that process handling is tested
-in seconds; tests/engine/test_queue_reliability.py covers the same paths with the real trainer.
+in seconds; tests/engine/jobs/test_queue_reliability.py covers the same paths with the real trainer.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.engine import queue_support
+from tests.engine.jobs import queue_support
 from db import queue
 from db.config import RunConfig
 from db.queries import create_runs, get_run, list_runs, metric_rows
 from db.session import SchemaError, make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
-from engine.cli import main
-from engine.worker import Worker, plan_slots, visible_gpus
-from tests.engine.queue_support import pid_alive, start_worker
+from engine.jobs.cli import main
+from engine.jobs.worker import Worker, plan_slots, visible_gpus
+from tests.engine.jobs.queue_support import pid_alive, start_worker
 from tests.support import wait_until
 
 
@@ -302,7 +302,7 @@ def test_worker_cli_rejects_a_bad_device(sqlite_url: str, capsys: pytest.Capture
 
 def test_the_stand_in_speaks_the_same_protocol_as_the_real_child() -> None:
     # Guard against the stand-in drifting from the real command line shape.
-    from engine.worker import execute_command
+    from engine.jobs.worker import execute_command
 
     assert execute_command(5) == [sys.executable, "-m", "engine", "execute", "5"]
     assert queue_support.command(5)[-2:] == ["run", "5"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.evaluate import knn_top1, linear_eval
+from engine.simclr.evaluate import knn_top1, linear_eval
 
 
 def clustered(n_per_class: int, classes: int, dim: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from engine.loss import nt_xent, nt_xent_loop
+from engine.simclr.loss import nt_xent, nt_xent_loop
 
 
 @pytest.mark.parametrize("batch", [1, 2, 5, 16])

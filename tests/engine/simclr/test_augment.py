@@ -9,7 +9,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision import transforms as T
 
-from engine.augment import (
+from engine.simclr.augment import (
     FLIP_P,
     GRAYSCALE_P,
     JITTER_P,

@@ -22,14 +22,14 @@ from sqlalchemy import Engine, func
 from db.config import RunConfig
 from db.models import runs
 from db.queries import delete_metrics_after, update_run
-from engine.augment import BatchedAugment, ReferenceTwoViews
-from engine.checkpoint import load_checkpoint, save_checkpoint
-from engine.data import ImageData, load_dataset
-from engine.evaluate import extract_features, knn_top1, linear_eval, normalize
-from engine.loss import nt_xent
-from engine.metrics_log import MetricLogger
-from engine.model import SimCLRModel, build_model
-from engine.optim import build_optimizer, build_scheduler
+from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
+from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
+from engine.simclr.data import ImageData, load_dataset
+from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize
+from engine.simclr.loss import nt_xent
+from engine.simclr.metrics_log import MetricLogger
+from engine.simclr.model import SimCLRModel, build_model
+from engine.simclr.optim import build_optimizer, build_scheduler
 
 
 class RunCancelled(Exception):

@@ -13,8 +13,8 @@ from db.queries import list_runs
 from db.queue import NoSuchRun, SweepError, enqueue, expand_grid, parse_grid, request_cancel
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
-from engine.cli_args import add_config_flags, config_from_values, config_overrides
-from engine.worker import add_worker_flags, cmd_worker
+from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
+from engine.jobs.worker import add_worker_flags, cmd_worker
 
 
 def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:

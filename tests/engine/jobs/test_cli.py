@@ -10,7 +10,7 @@ import pytest
 from db.config import PROJECT_ROOT
 from db.queries import count_metrics, get_run, list_runs
 from db.session import make_engine
-from engine.cli import main
+from engine.jobs.cli import main
 
 TINY = ["--dataset", "synthetic", "--image-size", "16", "--stem", "imagenet", "--projection-dim", "16",
         "--batch-size", "32", "--subset-size", "64", "--epochs", "1", "--knn-k", "10"]

@@ -26,7 +26,7 @@ from PIL import Image
 
 from db.config import PROJECT_ROOT, ConfigError, RunConfig
 from engine import data
-from engine.data import DataError, load_dataset, stratified_subset
+from engine.simclr.data import DataError, load_dataset, stratified_subset
 
 SHARED_CIFAR10 = PROJECT_ROOT.parent / "shared" / "datasets" / "cifar10"
 BUILD_SCRIPT = PROJECT_ROOT / "scripts" / "build_cifar10_mini.py"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine import checkpoint
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_with_weights_only(tmp_path: Path) -> None:

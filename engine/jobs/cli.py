@@ -13,7 +13,7 @@ from db.queries import create_run, get_run, list_runs
 from db.queue import DEFAULT_STALE_AFTER_S
 from db.session import SchemaError, make_engine, write_tx
 from db.status import QUEUED, RUNNING, transition, utcnow
-from engine.cli_args import add_config_flags, config_from_values, config_overrides
+from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_execute)
 
-    from engine.queue_cli import add_queue_commands
+    from engine.jobs.queue_cli import add_queue_commands
 
     add_queue_commands(sub)
     return parser
@@ -100,8 +100,8 @@ def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
 
 
 def _execute(db, run_id: int, *, progress: bool) -> int:  # noqa: ANN001
-    from engine.progress import ProgressBar
-    from engine.runner import execute_run, run_summary_line
+    from engine.jobs.progress import ProgressBar
+    from engine.jobs.runner import execute_run, run_summary_line
 
     cfg = get_run(db, run_id)["config"]
     bar = ProgressBar(cfg["batch_size"], cfg["epochs"]) if progress else None
@@ -116,7 +116,7 @@ def _execute(db, run_id: int, *, progress: bool) -> int:  # noqa: ANN001
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    from engine.runner import execute_run, run_summary_line
+    from engine.jobs.runner import execute_run, run_summary_line
 
     db = make_engine(args.db)
     status = execute_run(db, args.run_id, log=lambda m: print(m, flush=True))

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from db.config import RunConfig
-from engine.optim import LARS, build_optimizer, build_scheduler, split_decay_groups, warmup_cosine
+from engine.simclr.optim import LARS, build_optimizer, build_scheduler, split_decay_groups, warmup_cosine
 
 
 def small_net() -> nn.Module:

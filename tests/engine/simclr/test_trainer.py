@@ -11,10 +11,10 @@ from db.config import RunConfig, run_dir
 from db.queries import count_metrics, create_run, get_run, metric_rows
 from db.session import make_engine, write_tx
 from db.status import RUNNING, transition
-from engine.checkpoint import load_checkpoint
-from engine.loss import nt_xent
-from engine.runner import execute_run
-from engine.trainer import RunCancelled, RunContext, train
+from engine.simclr.checkpoint import load_checkpoint
+from engine.simclr.loss import nt_xent
+from engine.jobs.runner import execute_run
+from engine.simclr.trainer import RunCancelled, RunContext, train
 from tests.conftest import tiny_config
 
 
@@ -52,7 +52,7 @@ def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: p
     """Stop after epoch 1 (as a crash would), resume, and get the same steps exactly once."""
     import functools
 
-    import engine.trainer as trainer
+    import engine.simclr.trainer as trainer
 
     # Write every row at once, so that the crashed step's rows are in the database for sure.
     monkeypatch.setattr(trainer, "MetricLogger", functools.partial(trainer.MetricLogger, interval_s=0.0))
@@ -107,7 +107,7 @@ def test_cancel_request_in_the_database_ends_the_run_cancelled(sqlite_url: str) 
 
 
 def test_nan_loss_fails_with_a_clear_message(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.trainer as trainer
+    import engine.simclr.trainer as trainer
 
     calls = []
 
@@ -126,7 +126,7 @@ def test_nan_loss_fails_with_a_clear_message(sqlite_url: str, monkeypatch: pytes
 
 def test_any_other_exception_fails_the_run_with_one_line(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture) -> None:
-    import engine.trainer as trainer
+    import engine.simclr.trainer as trainer
 
     def broken(cfg: RunConfig) -> None:
         raise ValueError("disk on fire\nsecond line")
@@ -140,7 +140,7 @@ def test_any_other_exception_fails_the_run_with_one_line(sqlite_url: str, monkey
 
 
 def test_out_of_memory_names_the_batch_size() -> None:
-    from engine.runner import failure_message
+    from engine.jobs.runner import failure_message
 
     msg = failure_message(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), tiny_config(batch_size=64, subset_size=64))
     assert "batch size 64" in msg and "32" in msg
@@ -161,7 +161,7 @@ def test_reference_backend_trains(sqlite_url: str) -> None:
 
 def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A process whose run was requeued and claimed elsewhere stops and does not touch its status."""
-    import engine.runner as runner
+    import engine.jobs.runner as runner
     from db.status import QUEUED
 
     monkeypatch.setattr(runner, "HEARTBEAT_S", 0.2)

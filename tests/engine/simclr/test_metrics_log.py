@@ -6,7 +6,7 @@ import torch
 from db.config import RunConfig
 from db.queries import create_run, get_run, metric_rows
 from db.session import make_engine
-from engine.metrics_log import MetricLogger, NonFiniteLoss
+from engine.simclr.metrics_log import MetricLogger, NonFiniteLoss
 
 
 def test_rows_are_buffered_then_flushed_with_progress(sqlite_url: str) -> None:

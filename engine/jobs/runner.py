@@ -21,8 +21,8 @@ from db.models import runs
 from db.queries import get_run
 from db.session import write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
-from engine.metrics_log import NonFiniteLoss
-from engine.trainer import RunCancelled, RunContext, train
+from engine.simclr.metrics_log import NonFiniteLoss
+from engine.simclr.trainer import RunCancelled, RunContext, train
 
 HEARTBEAT_S = float(os.environ.get("SIMCLR_HEARTBEAT_S", "5"))
 

@@ -21,8 +21,8 @@ from db.config import RunConfig
 from db.queries import create_runs, get_run, list_runs, metric_rows
 from db.session import make_engine
 from db.status import CANCELLED, COMPLETED, QUEUED
-from engine.cli import main
-from tests.engine.queue_support import pid_alive, start_worker
+from engine.jobs.cli import main
+from tests.engine.jobs.queue_support import pid_alive, start_worker
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow

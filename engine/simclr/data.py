@@ -39,7 +39,7 @@ import torch
 
 from db.config import IMAGE_SUFFIXES, KNOWN_SIZES, PROJECT_ROOT, RunConfig
 
-MINI_ASSET = Path(__file__).resolve().parent / "assets" / "cifar10-mini.npz"
+MINI_ASSET = Path(__file__).resolve().parents[1] / "assets" / "cifar10-mini.npz"
 CACHE_FORMAT = 1  # bump when the cached dict's layout changes: old files then simply miss
 
 # A data set before the subset is applied, as cached on disk:

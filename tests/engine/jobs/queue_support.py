@@ -6,8 +6,8 @@ importing torch costs seconds per child; these tests exercise the same database 
 real trainer (heartbeat, metric rows, cancel at a step boundary, one final transition) in
 milliseconds. Tests that must cover the real path use `python -m engine worker` instead.
 
-    python tests/engine/queue_support.py run RUN_ID          (URL in SIMCLR_DB, like the real child)
-    python tests/engine/queue_support.py worker --db URL [worker flags]
+    python tests/engine/jobs/queue_support.py run RUN_ID          (URL in SIMCLR_DB, like the real child)
+    python tests/engine/jobs/queue_support.py worker --db URL [worker flags]
 
 A run's name picks its behaviour: "exit=N" exits with code N at once, leaving the run running;
 "hang" sleeps forever without heartbeating; "steps=N" writes N steps (default 5); "env" writes
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import update  # noqa: E402
@@ -96,7 +96,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def worker(argv: list[str]) -> int:
-    from engine.worker import add_worker_flags, worker_from_args
+    from engine.jobs.worker import add_worker_flags, worker_from_args
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)

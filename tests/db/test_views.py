@@ -1,10 +1,9 @@
-"""db/views.py (on SQLite and PostgreSQL) and the downsampling in dashboard/charts.py."""
+"""db/views.py on SQLite and PostgreSQL (the dashboard's read side)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
@@ -77,20 +76,3 @@ def test_sweeps_and_observed_throughput(engine: Engine) -> None:
     assert [(s["sweep_id"], s["runs"]) for s in views.sweeps(engine)] == [("s1", 2)]
     [obs] = views.observed_throughput(engine)
     assert obs["id"] == r and obs["images_per_sec"] == 200.0 and obs["config"]["encoder"] == "resnet18"
-
-
-def test_pandas_downsample_matches_the_budget_and_keeps_last() -> None:
-    df = pd.DataFrame({"run_id": [1] * 1000 + [2] * 10, "name": "train/loss",
-                       "step": list(range(1000)) + list(range(10)), "value": 0.0})
-    out = charts.downsample(df, 100)
-    one = out[out.run_id == 1]
-    assert len(one) <= 101 and one["step"].iloc[-1] == 999
-    assert len(out[out.run_id == 2]) == 10
-
-
-def test_smoothing_is_per_series() -> None:
-    df = pd.DataFrame({"run_id": [1, 1, 1, 2, 2], "name": "x", "step": [1, 2, 3, 1, 2],
-                       "value": [0.0, 10.0, 10.0, 5.0, 5.0]})
-    out = charts.smooth(df, 0.5)
-    assert out[out.run_id == 2]["value"].tolist() == [5.0, 5.0]  # not pulled towards run 1
-    assert 0 < out[out.run_id == 1]["value"].iloc[1] < 10

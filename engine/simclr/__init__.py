@@ -1,0 +1,1 @@
+"""The science: data, augmentation, model, loss, optimizers, evaluation and the training loop."""
