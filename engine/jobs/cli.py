@@ -13,7 +13,7 @@ from db.queries import create_run, get_run, list_runs
 from db.queue import DEFAULT_STALE_AFTER_S
 from db.session import SchemaError, make_engine, write_tx
 from db.status import QUEUED, RUNNING, transition, utcnow
-from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
+from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    overrides = config_overrides(args)
+    overrides, grid = config_request(args)
+    if grid:
+        raise ConfigError("preset", f"{', '.join(args.preset)} makes a sweep over {', '.join(k for k, _ in grid)}: "
+                                    "enqueue it with `submit --preset ...` and run a worker")
     db = make_engine(args.db)
     if args.resume is not None:
         if overrides:

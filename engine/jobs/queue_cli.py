@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from db.queries import list_runs
-from db.queue import NoSuchRun, SweepError, enqueue, expand_grid, parse_grid, request_cancel
+from db.queue import NoSuchRun, SweepError, enqueue, expand_grid, request_cancel
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
-from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
+from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
 from engine.jobs.worker import add_worker_flags, cmd_worker
 
 
@@ -51,9 +51,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     try:
         if args.retries < 0:
             raise SweepError("--retries must be >= 0")
-        grid = parse_grid(args.grid)
+        base, grid = config_request(args)
         # Every combination is validated before the database is even opened.
-        plan = expand_grid(config_overrides(args), grid, build=config_from_values)
+        plan = expand_grid(base, grid, build=config_from_values)
         sweep_id, queued = enqueue(make_engine(args.db), plan, sweep=bool(grid), name=args.name,
                                    retries=args.retries)
     except SweepError as e:

@@ -25,7 +25,7 @@ from db.queries import delete_metrics_after, update_run
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
-from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize
+from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize, baseline_code_probe
 from engine.simclr.loss import nt_xent
 from engine.simclr.metrics_log import MetricLogger
 from engine.simclr.model import SimCLRModel, build_model
@@ -185,13 +185,21 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     if feats is None:
         feats = _features(model, data, mean, std, device, amp)
         summary["knn_top1"] = knn(feats)
-    lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels)
+    lin_loss, lin_top1 = probe(cfg, feats, data)
     logger.log("linear/loss", lin_loss, step, cfg.epochs)
     logger.log("linear/top1", lin_top1, step, cfg.epochs)
     logger.flush()
     summary.update(linear_loss=lin_loss, linear_top1=lin_top1)
-    ctx.log(f"linear probe: loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
+    ctx.log(f"linear probe ({cfg.probe}): loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
     return summary
+
+
+def probe(cfg: RunConfig, feats: dict[str, torch.Tensor], data: ImageData) -> tuple[float, float]:
+    """The run's linear probe on frozen features: (test loss, test top-1)."""
+    if cfg.probe == "seed":
+        return baseline_code_probe(feats["train"], data.train_labels, feats["test"], data.test_labels,
+                          epochs=cfg.probe_epochs, seed=cfg.seed)
+    return linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels)
 
 
 def _batches(cfg: RunConfig, data: ImageData, images: torch.Tensor, n_steps: int, shuffle_gen: torch.Generator,

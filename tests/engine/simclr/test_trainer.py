@@ -177,3 +177,29 @@ def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monke
     assert execute_run(db, run_id, on_step=take_over, log=lambda m: None) == "running"
     run = get_run(db, run_id)
     assert run["status"] == "running" and run["worker_id"] == "other-worker" and run["step"] < 400
+
+
+def test_the_seed_code_settings_and_the_seed_probe_run_end_to_end(sqlite_url: str) -> None:
+    """probe=seed with the seed-code optimizer fields (LARS on every parameter, zero-norm freeze,
+    per-epoch cosine) on CPU; the probe's epochs shrunk from the seed's 500 to keep it quick."""
+    from db.presets import PRESETS
+
+    seed_code = {k: v for k, v in PRESETS["seed-code"].values.items() if k not in ("image_size", "probe_epochs")}
+    db = make_engine(sqlite_url)
+    cfg = tiny_config(epochs=2, probe_epochs=3, **_typed(seed_code))
+    assert (cfg.probe, cfg.lars_exclude, cfg.lars_zero_norm, cfg.schedule) == ("seed", "none", "freeze",
+                                                                                 "cosine_per_epoch")
+    run_id = claimed_run(db, cfg)
+    logs: list[str] = []
+    assert execute_run(db, run_id, log=logs.append) == "completed"
+    run = get_run(db, run_id)
+    assert 0.0 <= run["linear_top1"] <= 1.0 and run["linear_loss"] > 0
+    assert any("linear probe (seed)" in m for m in logs)
+    lrs = [r["value"] for r in metric_rows(db, [run_id], ["train/lr"])]
+    assert lrs[0] == lrs[1] and lrs[2] < lrs[0]  # per-epoch cosine: constant within the first epoch
+
+
+def _typed(values: dict[str, str]) -> dict[str, object]:
+    from db.config import coerce_field
+
+    return {k: coerce_field(k, v) for k, v in values.items()}
