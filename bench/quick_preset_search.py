@@ -68,9 +68,12 @@ def run_trial(spec: str, db_url: str, max_minutes: float) -> dict:
     last_step = [0]
 
     def log(message: str) -> None:
-        # "epoch 3/10: loss 4.1234, knn top-1 0.3120"
+        # "epoch 3/10: loss 4.1234, knn top-1 0.3120" (the last kNN measured, so only the epochs
+        # the trainer evaluates count: every eval_every-th and the last)
         if message.startswith("epoch ") and "knn top-1" in message:
             epoch = int(message.split()[1].split("/")[0])
+            if epoch % cfg.eval_every and epoch != cfg.epochs:
+                return
             curve.append((epoch, time.perf_counter() - start, time.process_time() - cpu_start,
                           float(message.rsplit(" ", 1)[1])))
             print(f"    epoch {epoch:>3}  {curve[-1][1] / 60:5.1f} min wall  {curve[-1][2] / 60:5.1f} min cpu  "

@@ -73,12 +73,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "projection_dim": "256", "projection_hidden_dim": "2048", "jitter_strength": "1"}),
     Preset(
         "quick-cpu", "Quick CPU run (minutes)",
-        "A run chosen by measurement (bench/quick_preset_search.py, BENCHMARKS.md) to learn visibly within "
-        "10 minutes on a 2-core CPU: cifar10-mini, ImageNet stem at 32 px, Adam, short and small-batch.",
+        "A short run for a machine without a GPU (cifar10-mini, ImageNet stem at 32 px, Adam 1e-3, temperature "
+        "0.2, batch 64, colour jitter 0.5, 20 epochs: about 6 minutes on 2 cores). Chosen with "
+        "bench/quick_preset_search.py; what was and was not measured is in BENCHMARKS.md.",
         {"dataset": "cifar10-mini", "subset_size": "", "encoder": "resnet18", "stem": "imagenet",
-         "image_size": "32", "optimizer": "adam", "batch_size": "128", "epochs": "20", "lr": "0.001",
+         "image_size": "32", "optimizer": "adam", "batch_size": "64", "epochs": "20", "lr": "0.001",
          "base_lr": "", "weight_decay": "1e-06", "schedule": "warmup_cosine", "warmup_epochs": "",
-         "temperature": "0.2", "projection_dim": "64", "projection_hidden_dim": "", "jitter_strength": "1",
+         "temperature": "0.2", "projection_dim": "64", "projection_hidden_dim": "", "jitter_strength": "0.5",
          "eval_every": "5", "device": "auto", "probe": "lbfgs"}),
 )}
 QUICK_CPU = "quick-cpu"  # the Launch form's default on a machine without a GPU

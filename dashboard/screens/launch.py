@@ -129,7 +129,9 @@ def _field(f: dataclasses.Field, grid: bool, raw: dict[str, Any]) -> Any:
             return st.multiselect(label, list(choices), key=key, help=help_)
         return st.text_input(f"{label} (comma-separated)", key=key, help=help_, placeholder="e.g. 64, 128, 256")
     if choices:
-        return st.selectbox(label, list(choices), key=key, help=help_)
+        # An optional choice (e.g. pretrain_split) offers "" too: the data set's own default.
+        options = ["", *choices] if f.default is None else list(choices)
+        return st.selectbox(label, options, key=key, help=help_, format_func=lambda v: v or "default")
     placeholder = "default" if f.default is None else None
     if f.name == "lr":
         # The optimizer and batch size fields come before this one, so their current values are known.

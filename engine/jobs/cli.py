@@ -8,7 +8,7 @@ import socket
 import sys
 from datetime import timedelta
 
-from db.config import ConfigError
+from db.config import ConfigError, stored_value
 from db.queries import create_run, get_run, list_runs
 from db.queue import DEFAULT_STALE_AFTER_S
 from db.session import SchemaError, make_engine, write_tx
@@ -131,13 +131,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     db = make_engine(args.db)
     rows = list_runs(db, status=args.status, limit=args.limit)
     header = f"{'id':>5}  {'status':<10} {'dataset':<13} {'encoder':<9} {'stem':<8} {'opt':<5} " \
-             f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6}  name"
+             f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6} {'probe':<6} name"
     print(header)
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
         print(f"{r['id']:>5}  {r['status']:<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
               f"{r['optimizer']:<5} {r['batch_size']:>5} {r['subset_size'] or 'all':>6} {r['epochs']:>6} "
-              f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6}  {r['name'] or ''}")
+              f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6} {stored_value(r['config'], 'probe'):<6} "
+              f"{r['name'] or ''}")
     if not rows:
         print("(no runs)")
     return 0

@@ -203,3 +203,12 @@ def test_a_cpu_only_machine_starts_from_the_quick_preset_not_a_day_long_run(app,
     _launch(at)
     [run] = list_runs(db)
     assert (run["config"]["stem"], run["config"]["optimizer"]) == (quick["stem"], quick["optimizer"])
+
+
+def test_stl10_from_the_form_trains_at_96px_on_the_unlabeled_split(app, db: Engine) -> None:
+    at = app()
+    assert at.selectbox(key="lf_pretrain_split").value == ""  # "default": the data set's own split
+    at.selectbox(key="lf_dataset").set_value("stl10").run()
+    _launch(at)
+    [run] = list_runs(db)
+    assert (run["config"]["image_size"], run["config"]["pretrain_split"]) == (96, "unlabeled")

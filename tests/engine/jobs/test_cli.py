@@ -40,7 +40,7 @@ def test_train_then_list(sqlite_url: str, capsys: pytest.CaptureFixture) -> None
     assert run["status"] == "completed" and run["name"] == "tiny"
     assert main(["--db", sqlite_url, "runs"]) == 0
     listing = capsys.readouterr().out
-    assert "completed" in listing and "synthetic" in listing and f"{run['linear_top1']:.4f}" in listing
+    assert "completed" in listing and "synthetic" in listing and f"{run['linear_top1']:.4f} lbfgs" in listing
 
 
 def test_a_failing_run_exits_nonzero_with_the_error_stored(tmp_path: Path, sqlite_url: str,
