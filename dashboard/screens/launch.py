@@ -24,7 +24,7 @@ from dashboard.common import fmt_duration, get_engine
 from dashboard.estimate import estimate
 from db import views
 from db.config import ConfigError, RunConfig, config_fields, config_from_text
-from db.presets import PRESETS, Preset
+from db.presets import PRESETS, QUICK_CPU, Preset
 from db.queue import SweepError, enqueue, expand_grid, live_workers
 
 SINGLE, GRID = "lf_", "lg_"  # widget key prefixes: single-run values, grid values
@@ -90,7 +90,7 @@ def _apply_preset(name: str) -> None:
     runs = 1
     for texts in preset.grid.values():
         runs *= len(texts)
-    gpu_time = _gpu_estimate(preset)
+    gpu_time = None if name == QUICK_CPU else _gpu_estimate(preset)
     state[RESULT] = ("info", f"Preset \"{preset.label}\" ({runs} run{'s' if runs != 1 else ''}): {preset.why}"
                              + (f" On one GPU: about {gpu_time} in all (rough estimate)." if gpu_time else ""))
 

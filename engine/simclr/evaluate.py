@@ -139,8 +139,8 @@ BASELINE_CODE_PROBE_BATCH = 256
 
 @torch.enable_grad()
 def baseline_code_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-               test_labels: torch.Tensor, *, epochs: int = 500, seed: int = 0,
-               batch_size: int = BASELINE_CODE_PROBE_BATCH) -> tuple[float, float]:
+                        test_labels: torch.Tensor, *, epochs: int = 500, seed: int = 0,
+                        batch_size: int = BASELINE_CODE_PROBE_BATCH) -> tuple[float, float]:
     """The seed's linear evaluation (Spijkervet/SimCLR linear_evaluation.py), probe=seed.
 
     As that script does: logistic regression (nn.Linear, PyTorch's default random init) on the

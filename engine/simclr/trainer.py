@@ -25,7 +25,7 @@ from db.queries import delete_metrics_after, update_run
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
-from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize, baseline_code_probe
+from engine.simclr.evaluate import baseline_code_probe, extract_features, knn_top1, linear_eval, normalize
 from engine.simclr.loss import nt_xent
 from engine.simclr.metrics_log import MetricLogger
 from engine.simclr.model import SimCLRModel, build_model

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.simclr.evaluate import _zero_linear, informative_columns, knn_top1, linear_eval, baseline_code_probe
+from engine.simclr.evaluate import _zero_linear, baseline_code_probe, informative_columns, knn_top1, linear_eval
 
 
 def clustered(n_per_class: int, classes: int, dim: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
