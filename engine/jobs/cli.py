@@ -125,16 +125,20 @@ def _execute_processes(db, run_id: int, devices: int) -> int:  # noqa: ANN001
     from engine.jobs.launch import execute_command, process_env
     from engine.jobs.runner import run_summary_line
 
-    env = {**os.environ, **process_env(db.url.render_as_string(hide_password=False))}
+    # The machine's cores split between the processes (torchrun would otherwise give each one thread).
+    threads = os.environ.get("SIMCLR_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // devices))
+    env = {**os.environ, **process_env(db.url.render_as_string(hide_password=False)),
+           "SIMCLR_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
     proc = subprocess.Popen(execute_command(run_id, devices), env=env)
     try:
         proc.wait()
     except KeyboardInterrupt:  # Ctrl-C reached torchrun too: it stops the processes, the run ends cancelled
         proc.wait()
     with write_tx(db) as conn:  # killed, or a process died before recording an outcome: say so
-        transition(conn, run_id, FAILED, expect=RUNNING, error=describe_exit(proc.returncode))
+        unrecorded = transition(conn, run_id, FAILED, expect=RUNNING, error=describe_exit(proc.returncode))
     run = get_run(db, run_id)
-    print(run_summary_line(run), flush=True)
+    if unrecorded:  # else process 0 has printed the summary
+        print(run_summary_line(run), flush=True)
     return 0 if run["status"] in ("completed", "cancelled") else 1
 
 
