@@ -102,7 +102,9 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         heartbeat.start()
     try:
         if cfg.devices > 1 or distributed.launched():
-            ctx.dp = distributed.join(cfg, resolve_device(cfg.device))
+            ctx.dp = dp = distributed.join(cfg, resolve_device(cfg.device))
+            ctx.log(f"data-parallel: {dp.world} processes on {dp.device.type}, {cfg.batch_size // dp.world} "
+                    f"images each per step, BatchNorm {'synchronised' if dp.sync_batchnorm else 'per process'}")
         summary = train(cfg, ctx)
         status, values = COMPLETED, {k: v for k, v in summary.items() if v is not None}
     except (RunCancelled, KeyboardInterrupt) as e:

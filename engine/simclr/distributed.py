@@ -198,9 +198,9 @@ def leave() -> None:
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when torchrun (its parent) dies.
 
-    The worker kills a run's whole process group, but when the worker itself is SIGKILLed only
-    torchrun dies with it (PR_SET_PDEATHSIG on torchrun); without this its processes would train on
-    unsupervised. Same for a torchrun killed on its own.
+    torchrun starts each process in a session of its own, so neither the worker's kill of the
+    run's process group nor the worker's own death (PR_SET_PDEATHSIG on torchrun) reaches them;
+    without this they would train on unsupervised after torchrun is gone.
     """
     if not sys.platform.startswith("linux"):
         return
