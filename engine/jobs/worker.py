@@ -2,6 +2,9 @@
 
     python -m engine worker [--slots N] [--devices cuda:0,cuda:1|cpu] [--db URL] [--stale-after S]
 
+A run with `devices` > 1 takes a free slot on each of that many different GPUs (or one CPU slot,
+whose cores its processes share) and is started by torchrun, one process per device.
+
 Why a process per run: a crash, a segfault or an out-of-memory kill ends that run only, and the
 GPU memory it held is returned to the driver when the process exits. The worker itself imports
 neither torch nor CUDA, so it is small, starts at once, and never holds GPU memory.

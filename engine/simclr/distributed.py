@@ -167,6 +167,9 @@ def join(cfg: RunConfig, device: torch.device) -> DataParallel:
     (the executor made exactly `devices` GPUs visible). NCCL between GPUs, gloo between CPU
     processes; a gloo group beside NCCL carries the per-step stop flag.
     """
+    if not launched():
+        raise RuntimeError(f"the run asks for devices={cfg.devices}: start it as {cfg.devices} processes with "
+                           "torchrun (the worker and `python -m engine train` do)")
     world, rank = int(os.environ["WORLD_SIZE"]), env_rank()
     if world != cfg.devices:
         raise RuntimeError(f"the run asks for devices={cfg.devices} but was started as {world} processes")

@@ -159,3 +159,11 @@ def test_data_parallel_config_is_checked() -> None:
         RunConfig(devices=0)
     assert RunConfig(batch_size=256, devices=4).devices == 4
     assert RunConfig().devices == 1 and RunConfig().sync_batchnorm == "auto"
+
+
+def test_a_multi_device_run_started_as_one_process_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.simclr.distributed import join
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(RuntimeError, match="start it as 2 processes with torchrun"):
+        join(RunConfig(batch_size=256, devices=2), torch.device("cpu"))
