@@ -8,6 +8,8 @@ tests/engine/simclr/test_distributed.py.)
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from db import queue
 from db.config import RunConfig
 from db.queries import create_runs, get_run, metric_rows
 from db.session import make_engine
-from db.status import CANCELLED, COMPLETED, QUEUED
+from db.status import CANCELLED, COMPLETED
 from db.views import run_summaries
 from tests.engine.jobs.queue_support import pid_alive, start_worker
 from tests.support import wait_until
@@ -43,33 +45,30 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_two_process_cpu_run_survives_a_killed_worker_resumes_and_a_second_one_cancels(
+def test_two_process_cpu_run_is_killed_resumes_completes_and_a_second_one_cancels(
         sqlite_url: str, tmp_path: Path) -> None:
     engine = make_engine(sqlite_url)
     run_id, long_id = create_runs(engine, [RunConfig(**TWO_PROCESSES), RunConfig(**{**TWO_PROCESSES, "epochs": 50})],
                                   retries=1)
-    args = ("--devices", "cpu", "--poll", "0.2", "--stale-after", "3")
-    worker = start_worker(sqlite_url, *args, log_path=tmp_path / "worker1.log", env=CHILD_ENV)
-    # Into epoch 2: the first checkpoint exists and some of epoch 2's rows are written.
-    wait_until(lambda: (r := get_run(engine, run_id))["checkpoint_path"] and r["step"] > STEPS_PER_EPOCH + 1,
-               240, "the run to pass its first checkpoint", every_s=0.05)
-    torchrun = get_run(engine, run_id)["pid"]
-    ranks = children(torchrun)
-    assert len(ranks) == 2, "torchrun should have started one process per device"
-    worker.kill()  # SIGKILL: torchrun dies with the worker, the run's processes with torchrun
-    worker.wait()
-    wait_until(lambda: not any(pid_alive(p) for p in [torchrun, *ranks]), 20,
-               "the run's processes to die with their worker")
-    wait_until(lambda: queue.recover_stale(engine, 3), 30, "the run to go stale and be requeued")
-    assert get_run(engine, run_id)["status"] == QUEUED
-
-    restarted = start_worker(sqlite_url, *args, "--exit-when-idle", log_path=tmp_path / "worker2.log", env=CHILD_ENV)
+    worker = start_worker(sqlite_url, "--devices", "cpu", "--poll", "0.2", "--exit-when-idle",
+                          log_path=tmp_path / "worker.log", env=CHILD_ENV)
     try:
+        # Into epoch 2: the first checkpoint exists and some of epoch 2's rows are written.
+        wait_until(lambda: (r := get_run(engine, run_id))["checkpoint_path"] and r["step"] > STEPS_PER_EPOCH + 1,
+                   240, "the run to pass its first checkpoint", every_s=0.05)
+        torchrun = get_run(engine, run_id)["pid"]
+        ranks = children(torchrun)
+        assert len(ranks) == 2, "torchrun should have started one process per device"
+        os.kill(torchrun, signal.SIGKILL)  # as the worker's own kill (or the OOM killer) would
+        # torchrun puts each process in a session of its own: they die because they asked to die with it.
+        wait_until(lambda: not any(pid_alive(p) for p in ranks), 20, "the run's processes to die with torchrun")
+
         run = wait_until(lambda: (r := get_run(engine, run_id))["status"] == COMPLETED and r, 240,
-                         "the resumed run to complete")
+                         "the requeued run to resume and complete")
         log = Path(run["log_path"]).read_text()
         assert run["attempts"] == 2 and run["error"] is None, log
-        assert "resumed from" in log and log.count("linear probe:") == 1  # process 0 alone evaluates
+        assert "killed by SIGKILL" in log and "resumed from" in log
+        assert log.count("linear probe:") == 1  # process 0 alone evaluates and logs
         steps = [r["step"] for r in metric_rows(engine, [run_id], ["train/loss"])]
         assert steps == list(range(1, 3 * STEPS_PER_EPOCH + 1)), "steps must be contiguous, without duplicates"
         assert len(metric_rows(engine, [run_id], ["epoch/loss"])) == 3
@@ -80,9 +79,9 @@ def test_two_process_cpu_run_survives_a_killed_worker_resumes_and_a_second_one_c
         # The next run: a cancel reaches both processes (process 0's heartbeat, then its broadcast).
         wait_until(lambda: get_run(engine, long_id)["checkpoint_path"], 240, "the second run's first checkpoint")
         queue.request_cancel(engine, long_id)
-        assert restarted.wait(timeout=120) == 0
+        assert worker.wait(timeout=120) == 0
     finally:
-        if restarted.poll() is None:
-            restarted.kill()
+        if worker.poll() is None:
+            worker.kill()
     cancelled = get_run(engine, long_id)
     assert cancelled["status"] == CANCELLED and cancelled["epoch"] < 50, Path(cancelled["log_path"]).read_text()
