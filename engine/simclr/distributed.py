@@ -106,9 +106,6 @@ class DataParallel:
         dist.gather_object(obj, out, dst=0, group=self.control)
         return out
 
-    def barrier(self) -> None:
-        dist.barrier(group=self.control)
-
 
 Gather = Callable[[torch.Tensor], list[torch.Tensor]]
 
