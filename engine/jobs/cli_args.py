@@ -35,12 +35,6 @@ def explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in config_fields() if getattr(args, f.name, None) is not None}
 
 
-def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The single-valued config fields: the presets' values, then the flags given (which win)."""
-    values, _ = combine(getattr(args, "preset", None) or [])
-    return {**values, **explicit_flags(args)}
-
-
 def config_request(args: argparse.Namespace) -> tuple[dict[str, Any], list[tuple[str, list[str]]]]:
     """(single values, grid) asked for by presets, flags and --grid: a flag or a --grid for a field
     replaces what a preset says about it."""
