@@ -26,6 +26,8 @@ from db.session import is_sqlite, read_tx, write_tx
 from db.status import ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, transition, utcnow
 
 DEFAULT_STALE_AFTER_S = 60.0
+# The claim (worker_id) a run's process was started for; it trains the run only while that claim holds.
+CLAIM_ENV = "SIMCLR_CLAIM"
 
 
 class NoSuchRun(LookupError):
@@ -88,11 +90,17 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
         return dict(row) if row else None
 
 
-def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str) -> None:
-    """Note the run's process and log file; only while the run is still this worker's."""
+RECORDABLE = ("pid", "log_path", "executor")
+
+
+def record_process(engine: Engine, run_id: int, worker_id: str, **values: Any) -> bool:
+    """Note where the run executes (`pid`, `log_path`, `executor`), only while it is still `worker_id`'s claim."""
+    unknown = set(values) - set(RECORDABLE)
+    if unknown:
+        raise TypeError(f"record_process: not a process column: {', '.join(sorted(unknown))}")
     with write_tx(engine) as conn:
-        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
-                                        runs.c.status == RUNNING).values(pid=pid, log_path=log_path))
+        return conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
+                                               runs.c.status == RUNNING).values(**values)).rowcount == 1
 
 
 # ----------------------------------------------------------------------- requeue / fail / recover
@@ -129,7 +137,7 @@ def _requeue_or_fail(conn: Connection, run: Mapping[str, Any], reason: str, *,
         left = retries - 1 if consume_retry else retries
         # Clear the claim so the dashboard does not show a dead worker or pid on a queued run.
         transition(conn, run_id, QUEUED, expect=RUNNING, retries_left=left, worker_id=None, pid=None,
-                   device=None, heartbeat_at=None, error=None)
+                   device=None, executor=None, heartbeat_at=None, error=None)
         return Outcome(run_id, QUEUED, f"{reason}; requeued to resume from its last checkpoint "
                                        f"({left} retr{'y' if left == 1 else 'ies'} left)")
     attempts = run["attempts"]
@@ -220,6 +228,47 @@ def cancel_requested(engine: Engine, run_ids: list[int]) -> set[int]:
     query = select(runs.c.id).where(runs.c.id.in_(run_ids), runs.c.cancel_requested.is_(True))
     with read_tx(engine) as conn:
         return set(conn.execute(query).scalars())
+
+
+# ------------------------------------------------------------------------------------ Ray claims
+# A run the Ray dispatcher took is claimed by its Ray job: worker_id = "ray:" + the job's submission
+# id, which names the run and the attempt. The claim outlives the dispatcher (a restarted one finds
+# its runs by this prefix and asks Ray about each), and the run's process checks it (SIMCLR_CLAIM),
+# so a job of an attempt that was given up never trains the run again.
+RAY_CLAIM_PREFIX = "ray:"
+
+
+def ray_claims(engine: Engine) -> list[dict[str, Any]]:
+    """Running runs claimed by a Ray job, oldest first."""
+    query = (select(runs.c.id, runs.c.worker_id, runs.c.attempts, runs.c.executor, runs.c.cancel_requested,
+                    runs.c.config, runs.c.log_path)
+             .where(runs.c.status == RUNNING, runs.c.worker_id.startswith(RAY_CLAIM_PREFIX)).order_by(runs.c.id))
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def hand_over_claim(engine: Engine, run_id: int, old: str, new: str) -> bool:
+    """Pass a just-claimed run from `old` (the claimant) to `new`; False when it is no longer `old`'s.
+
+    The device is cleared: the run's process records the one it really trains on.
+    """
+    with write_tx(engine) as conn:
+        return conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == old, runs.c.status == RUNNING)
+                            .values(worker_id=new, device=None)).rowcount == 1
+
+
+def fail_claim(engine: Engine, run_id: int, claim: str, error: str) -> bool:
+    """Fail a run that can never run as claimed (e.g. more GPUs than any machine has); no retry helps."""
+    with write_tx(engine) as conn:
+        return transition(conn, run_id, FAILED, expect=RUNNING, claimed_by=claim, error=error)
+
+
+def heartbeat_claims(engine: Engine, claims: Sequence[str]) -> None:
+    """Mark alive the running runs held by these claims (Ray jobs that Ray says are pending or running)."""
+    if claims:
+        with write_tx(engine) as conn:
+            conn.execute(update(runs).where(runs.c.status == RUNNING, runs.c.worker_id.in_(list(claims)))
+                         .values(heartbeat_at=utcnow()))
 
 
 # --------------------------------------------------------------------------------------- workers

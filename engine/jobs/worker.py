@@ -39,9 +39,9 @@ from typing import IO, Callable
 
 from sqlalchemy.exc import DBAPIError
 
-from db import queue
+from db import executor, queue
 from db.config import PROJECT_ROOT, run_dir
-from db.queue import DEFAULT_STALE_AFTER_S, Outcome
+from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S, Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
 
@@ -304,7 +304,7 @@ class Worker:
     def _spawn(self, slot: Slot, run: dict) -> None:
         run_id, attempt = run["id"], run["attempts"]
         log_path = run_dir(run_id) / "log.txt"
-        env = {**os.environ, **slot.env, "SIMCLR_DB": self.url, "PYTHONUNBUFFERED": "1",
+        env = {**os.environ, **slot.env, "SIMCLR_DB": self.url, "PYTHONUNBUFFERED": "1", CLAIM_ENV: self.id,
                # `-m engine` must import from this checkout whatever the worker's cwd is.
                "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
         log_file = None
@@ -325,7 +325,8 @@ class Worker:
             return
         slot.job = Job(run_id, attempt, proc, log_file)
         self.log(f"run {run_id} (attempt {attempt}) started on {slot.device}, pid {proc.pid}, log {log_path}")
-        queue.record_process(self.engine, run_id, self.id, pid=proc.pid, log_path=str(log_path))
+        queue.record_process(self.engine, run_id, self.id, pid=proc.pid, log_path=str(log_path),
+                             executor=executor.local_worker(self.hostname, os.getpid(), slot.index, slot.device))
 
     def _reap(self) -> None:
         for slot in self.slots:

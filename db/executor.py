@@ -1,0 +1,40 @@
+"""The `executor` column: where a run executes, in words, and the Ray dashboard link inside it.
+
+One text column rather than a table of executor kinds: it is for people (the Runs table and the run
+page show it as is), and the only thing read back out of it is the Ray job's dashboard link.
+
+    worker HOST:PID slot N (DEVICE)                       a local worker's slot (engine/jobs/worker.py)
+    command line HOST:PID                                 `python -m engine train` in the foreground
+    ray job SUBMISSION_ID [on node IP] [· dashboard URL]  the Ray dispatcher (engine/jobs/ray_dispatch.py)
+"""
+
+from __future__ import annotations
+
+import re
+
+_RAY = re.compile(r"^ray job (?P<sid>\S+)(?: on node (?P<node>\S+))?(?: · dashboard (?P<url>\S+))?$")
+
+
+def local_worker(host: str, pid: int, slot: int, device: str) -> str:
+    return f"worker {host}:{pid} slot {slot} ({device})"
+
+
+def command_line(host: str, pid: int) -> str:
+    return f"command line {host}:{pid}"
+
+
+def ray_job(submission_id: str, node_ip: str | None = None, dashboard: str | None = None) -> str:
+    text = f"ray job {submission_id}"
+    if node_ip:
+        text += f" on node {node_ip}"
+    if dashboard:
+        text += f" · dashboard {dashboard.rstrip('/')}"
+    return text
+
+
+def ray_job_link(executor: str | None) -> str | None:
+    """The Ray dashboard's page of the run's job, when the executor is a Ray job with a known dashboard."""
+    m = _RAY.match(executor or "")
+    if not m or not m["url"]:
+        return None
+    return f"{m['url']}/#/jobs/{m['sid']}"
