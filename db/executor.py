@@ -38,3 +38,8 @@ def ray_job_link(executor: str | None) -> str | None:
     if not m or not m["url"]:
         return None
     return f"{m['url']}/#/jobs/{m['sid']}"
+
+
+def label(executor: str | None) -> str:
+    """The executor without the dashboard address, for tables."""
+    return (executor or "").split(" · dashboard ")[0]
