@@ -76,7 +76,7 @@ class DispatchError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------- the job itself
-def job_entrypoint(run_id: int) -> str:
+def job_entrypoint(run_id: int, cfg: RunConfig) -> str:
     """The command of a run's Ray job. `python` is the node's: start Ray from the project's venv."""
     return f"python -m engine execute {run_id}"
 
@@ -355,7 +355,7 @@ class Dispatcher:
             return False
         env = job_env(self.url, claim, gpus, self.cpus_per_run)
         try:
-            new = self.jobs.submit(sid, job_entrypoint(run_id), num_gpus=gpus, num_cpus=self.cpus_per_run, env=env)
+            new = self.jobs.submit(sid, job_entrypoint(run_id, cfg), num_gpus=gpus, num_cpus=self.cpus_per_run, env=env)
         except RuntimeError as e:  # Ray answered, and refused (a bad runtime environment, ...)
             self._lost(run, sid, f"Ray refused job {sid}: {str(e).strip().splitlines()[0]}")
             return False

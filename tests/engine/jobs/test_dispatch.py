@@ -226,6 +226,21 @@ def test_a_run_needing_more_gpus_than_any_node_fails_clearly(sqlite_url: str) ->
         "the run needs 1 GPU(s) on one machine; the Ray cluster's largest node has 0"
 
 
+def test_a_job_that_starts_after_its_claim_was_given_up_leaves_the_run_alone(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from engine.jobs.cli import main
+
+    engine = make_engine(sqlite_url)
+    [run_id] = create_runs(engine, [tiny_config()])
+    queue.claim_next(engine, "ray:simclr-run1-attempt2-0123abcd", "ray")  # the run's current claim
+    monkeypatch.setenv("SIMCLR_CLAIM", "ray:simclr-run1-attempt1-0123abcd")  # an older attempt's job
+    assert main(["--db", sqlite_url, "execute", str(run_id)]) == 0
+    assert "no longer claimed by ray:simclr-run1-attempt1-0123abcd" in capsys.readouterr().out
+    run = get_run(engine, run_id)
+    assert run["status"] == RUNNING and run["worker_id"] == "ray:simclr-run1-attempt2-0123abcd"
+    assert not metric_rows(engine, [run_id])
+
+
 def test_one_dispatcher_per_database(sqlite_url: str) -> None:
     jobs = FakeJobs()
     first = dispatcher(sqlite_url, jobs, heartbeat_s=5.0)
