@@ -96,6 +96,10 @@ def submission_id(db_url: str, run: dict[str, Any]) -> str:
 
 def job_env(db_url: str, claim: str, gpus: int, cpus: int) -> dict[str, str]:
     """The job's environment. Paths are this machine's: on other nodes they must name shared storage."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database and not os.path.isabs(url.database):
+        # A relative SQLite path would be read from the job's own working directory (one machine only).
+        db_url = url.set(database=os.path.abspath(url.database)).render_as_string(hide_password=False)
     env = {
         "SIMCLR_DB": db_url, CLAIM_ENV: claim, "PYTHONUNBUFFERED": "1",
         # Absolute: the job runs in a throw-away copy of the code, where the defaults (under the

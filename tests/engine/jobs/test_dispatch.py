@@ -89,6 +89,7 @@ def test_job_request_follows_the_run_device() -> None:
     assert env["SIMCLR_DB"].endswith("@db/simclr") and env["SIMCLR_CLAIM"] == "ray:x"
     assert Path(env["SIMCLR_RUNS_DIR"]).is_absolute()
     assert "CUDA_VISIBLE_DEVICES" not in job_env("sqlite:///x.db", "ray:x", gpus=1, cpus=1)  # Ray assigns it
+    assert job_env("sqlite:///x.db", "ray:x", gpus=1, cpus=1)["SIMCLR_DB"] == f"sqlite:///{Path.cwd() / 'x.db'}"
 
 
 def test_submission_ids_name_run_and_attempt_and_differ_between_databases(sqlite_url: str) -> None:
