@@ -108,7 +108,9 @@ def _live(run_id: int) -> None:
     st.subheader("Log")
     text = tail(run.get("log_path"))
     if text is None:
-        st.caption("No log yet (a worker writes it when the run starts).")
+        st.caption("No log yet: a Ray job's output is saved here when the job ends (until then it is on the Ray "
+                   "dashboard)." if (run.get("executor") or "").startswith("ray job") else
+                   "No log yet (a worker writes it when the run starts).")
     else:
         st.caption(run["log_path"])
         st.code(text, language=None)
