@@ -32,7 +32,9 @@ Cancel: the run's own heartbeat sees the request within seconds and stops at the
 job still running `--cancel-grace` seconds later (or still pending) is stopped through Ray.
 
 SIGTERM / Ctrl-C stops the dispatcher only: Ray jobs keep running, and the next dispatcher
-reconciles them. One dispatcher per database (it refuses to start next to a live one).
+reconciles them. A job still pending after its run was requeued as stale meanwhile (no dispatcher
+heartbeated it for --stale-after seconds) is stopped by the next one. One dispatcher per database
+(it refuses to start next to a live one).
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ from sqlalchemy.exc import DBAPIError
 
 from db import executor, queue
 from db.config import PROJECT_ROOT, RunConfig, run_dir, runs_root
-from db.queries import update_run
+from db.queries import get_run, update_run
 from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S, RAY_CLAIM_PREFIX
 from db.session import default_url, make_engine
-from db.status import utcnow
+from db.status import RUNNING, utcnow
 
 ACTIVE = ("PENDING", "RUNNING")  # Ray job states in which its process is (or is about to be) alive
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -85,6 +87,9 @@ def gpus_for(cfg: RunConfig, cluster_has_gpus: bool) -> int:
     """GPUs the job requests: the run's device count when it trains on a GPU, else none."""
     on_gpu = cfg.device.startswith("cuda") or (cfg.device == "auto" and cluster_has_gpus)
     return int(getattr(cfg, "devices", 1)) if on_gpu else 0
+
+
+SUBMISSION_ID = re.compile(r"simclr-run(?P<run>\d+)-attempt(?P<attempt>\d+)-[0-9a-f]{8}")
 
 
 def submission_id(db_url: str, run: dict[str, Any]) -> str:
@@ -149,6 +154,7 @@ class Jobs(Protocol):
     def stop(self, sid: str) -> None: ...
     def logs(self, sid: str) -> str: ...
     def gpus_per_node(self) -> list[int]: ...
+    def active(self) -> list[str]: ...
 
 
 class RayJobs:
@@ -192,6 +198,11 @@ class RayJobs:
     def logs(self, sid: str) -> str:
         return self.client.get_job_logs(sid)
 
+    def active(self) -> list[str]:
+        """Submission ids of this lab's jobs (any database's) that are pending or running."""
+        return [j.submission_id for j in self.client.list_jobs()
+                if j.submission_id and "simclr_run" in (j.metadata or {}) and j.status.value in ACTIVE]
+
     def gpus_per_node(self) -> list[int]:
         from ray.util.state import list_nodes
 
@@ -221,7 +232,7 @@ class Dispatcher:
         self._stopped: set[str] = set()  # jobs this dispatcher asked Ray to stop
         self._watched: dict[str, tuple[int, int]] = {}  # submission id -> (run id, attempt): logs to collect
         self._gpus: list[int] | None = None
-        self._gpus_at = float("-inf")
+        self._gpus_at = self._orphans_at = float("-inf")
         self._last_beat = self._last_recover = float("-inf")
 
     def log(self, message: str) -> None:
@@ -267,6 +278,9 @@ class Dispatcher:
             if not self.stopping:
                 pending = self._fill(pending)
             self._collect_logs(current)
+            if now - self._orphans_at >= CLUSTER_INFO_EVERY_S:
+                self._stop_orphans()
+                self._orphans_at = now
             return bool(current or pending or self._watched) or queue.has_queued(self.engine) \
                 or queue.running_count(self.engine) > 0
         except DBAPIError as e:
@@ -328,6 +342,20 @@ class Dispatcher:
             self.log(f"run {run['id']}: stopping Ray job {sid}: {why}")
             self.jobs.stop(sid)
             self._stopped.add(sid)
+
+    def _stop_orphans(self) -> None:
+        """Stop this database's jobs whose attempt was given up: a job still pending when no dispatcher
+        watched it, its run requeued as stale meanwhile. (Started, it would only find its claim gone
+        and exit; stopping it frees its resources now.)"""
+        for sid in self.jobs.active():
+            m = SUBMISSION_ID.fullmatch(sid)
+            run = get_run(self.engine, int(m["run"])) if m else None
+            if run is None or submission_id(self.url, {**run, "attempts": int(m["attempt"])}) != sid:
+                continue  # another database's job (or a run since deleted: not ours to judge)
+            if run["status"] != RUNNING or run["worker_id"] != RAY_CLAIM_PREFIX + sid:
+                self.log(f"run {run['id']}: stopping Ray job {sid}: its attempt was given up "
+                         f"(the run is {run['status']} now)")
+                self.jobs.stop(sid)
 
     # ---------------------------------------------------------------- submit
     def _fill(self, pending: int) -> int:
