@@ -168,13 +168,17 @@ def recover_stale(engine: Engine, timeout_s: float = DEFAULT_STALE_AFTER_S, *,
     return outcomes
 
 
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def describe_exit(returncode: int) -> str:
     """Words for a child's exit status (Popen: negative = killed by that signal)."""
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
+        name = signal_name(-returncode)
         hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -returncode == signal.SIGKILL else ""
         return f"run process killed by {name}{hint}"
     if returncode == 0:

@@ -43,10 +43,8 @@ import argparse
 import hashlib
 import os
 import re
-import signal
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -61,8 +59,8 @@ from db.queries import get_run, update_run
 from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S, RAY_CLAIM_PREFIX
 from db.session import default_url, make_engine
 from db.status import RUNNING, utcnow
+from engine.jobs.worker import on_stop_signals
 
-ACTIVE = ("PENDING", "RUNNING")  # Ray job states in which its process is (or is about to be) alive
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 CANCEL_GRACE_S = 60.0
 HEARTBEAT_S = 5.0
@@ -127,10 +125,7 @@ def job_message(message: str) -> str:
     line = line.split(", last available logs")[0].rstrip(".:")
     code = re.search(r"exit code (\d+)$", line)
     if code and 128 < int(code[1]) < 128 + 65:
-        try:
-            line += f" (killed by {signal.Signals(int(code[1]) - 128).name})"
-        except ValueError:
-            pass
+        line += f" (killed by {queue.signal_name(int(code[1]) - 128)})"
     return line
 
 
@@ -154,7 +149,7 @@ class Jobs(Protocol):
     def stop(self, sid: str) -> None: ...
     def logs(self, sid: str) -> str: ...
     def gpus_per_node(self) -> list[int]: ...
-    def active(self) -> list[str]: ...
+    def pending(self) -> list[str]: ...
 
 
 class RayJobs:
@@ -198,10 +193,10 @@ class RayJobs:
     def logs(self, sid: str) -> str:
         return self.client.get_job_logs(sid)
 
-    def active(self) -> list[str]:
-        """Submission ids of this lab's jobs (any database's) that are pending or running."""
+    def pending(self) -> list[str]:
+        """Submission ids of this lab's jobs (any database's) that wait to start."""
         return [j.submission_id for j in self.client.list_jobs()
-                if j.submission_id and "simclr_run" in (j.metadata or {}) and j.status.value in ACTIVE]
+                if j.submission_id and "simclr_run" in (j.metadata or {}) and j.status.value == "PENDING"]
 
     def gpus_per_node(self) -> list[int]:
         from ray.util.state import list_nodes
@@ -344,10 +339,11 @@ class Dispatcher:
             self._stopped.add(sid)
 
     def _stop_orphans(self) -> None:
-        """Stop this database's jobs whose attempt was given up: a job still pending when no dispatcher
-        watched it, its run requeued as stale meanwhile. (Started, it would only find its claim gone
-        and exit; stopping it frees its resources now.)"""
-        for sid in self.jobs.active():
+        """Stop this database's pending jobs whose attempt was given up: requeued as stale while no
+        dispatcher watched them. Started, such a job would only find its claim gone and exit; stopping
+        it frees its place now. (Running jobs are left alone: one whose run has just recorded its
+        result is merely exiting, and one whose claim was taken sees that itself and stops.)"""
+        for sid in self.jobs.pending():
             m = SUBMISSION_ID.fullmatch(sid)
             run = get_run(self.engine, int(m["run"])) if m else None
             if run is None or submission_id(self.url, {**run, "attempts": int(m["attempt"])}) != sid:
@@ -442,17 +438,7 @@ class Dispatcher:
                                 f"{max(15.0, 3 * self.heartbeat_s):g} s)")
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-        for s in previous:
-            signal.signal(s, lambda _signum, _frame: self.request_stop())
-
-        def restore() -> None:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-        return restore
+        return on_stop_signals(self.request_stop)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -397,17 +397,22 @@ class Worker:
                 time.sleep(1)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-        for s in previous:
-            signal.signal(s, lambda _signum, _frame: self.request_stop())
+        return on_stop_signals(self.request_stop)
 
-        def restore() -> None:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
-        return restore
+def on_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` on SIGTERM and SIGINT (main thread only); returns what restores the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in previous:
+        signal.signal(s, lambda _signum, _frame: callback())
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -66,8 +66,8 @@ class FakeJobs:
     def gpus_per_node(self) -> list[int]:
         return self.nodes
 
-    def active(self) -> list[str]:
-        return [sid for sid, job in self.jobs.items() if job.status in ("PENDING", "RUNNING")]
+    def pending(self) -> list[str]:
+        return [sid for sid, job in self.jobs.items() if job.status == "PENDING"]
 
     def set(self, sid: str, status: str, message: str = "", node: str | None = "10.0.0.7") -> None:
         self.jobs[sid] = JobView(status, message, node)
@@ -196,20 +196,25 @@ def test_a_job_ray_no_longer_knows_is_requeued(sqlite_url: str) -> None:
     assert len(jobs.submitted) == 2
 
 
-def test_a_job_whose_attempt_was_given_up_is_stopped(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
-    [run_id] = create_runs(engine, [tiny_config()], retries=1)
-    jobs = FakeJobs()
-    dispatcher(sqlite_url, jobs, max_pending=1).tick()  # attempt 1 submitted; then the dispatcher stops
-    [old] = [s["sid"] for s in jobs.submitted]
-    jobs.set("simclr-run1-attempt1-0123abcd", "PENDING")  # another database's job: left alone
+def test_a_pending_job_whose_attempt_was_given_up_is_stopped(sqlite_url: str) -> None:
     from datetime import timedelta
-    from db.status import utcnow
+
+    from db.session import write_tx
+    from db.status import transition, utcnow
+
+    engine = make_engine(sqlite_url)
+    given_up, done = create_runs(engine, [tiny_config(seed=1), tiny_config(seed=2)], retries=1)
+    jobs = FakeJobs()
+    dispatcher(sqlite_url, jobs, max_pending=2).tick()  # both submitted; then the dispatcher stops
+    old, finishing = (claim_of(engine, i)[4:] for i in (given_up, done))
+    with write_tx(engine) as conn:  # this one's process recorded its result and is exiting
+        transition(conn, done, COMPLETED, expect=RUNNING)
+    jobs.set(finishing, "RUNNING")
+    jobs.set("simclr-run1-attempt1-0123abcd", "PENDING")  # another database's job
     assert queue.recover_stale(engine, 60, now=utcnow() + timedelta(seconds=120))  # requeued while unwatched
-    restarted = dispatcher(sqlite_url, jobs, max_pending=1)
-    restarted.tick()
-    assert jobs.stopped == [old]
-    assert get_run(engine, run_id)["worker_id"] == "ray:" + old.replace("attempt1", "attempt2")
+    dispatcher(sqlite_url, jobs, max_pending=2).tick()
+    assert jobs.stopped == [old]  # not the exiting one, not the other database's
+    assert claim_of(engine, given_up) == "ray:" + old.replace("attempt1", "attempt2")
 
 
 def test_cancel_stops_a_pending_job_at_once_and_a_running_one_after_the_grace(sqlite_url: str) -> None:
