@@ -328,12 +328,12 @@ def test_ray_sweep_runs_every_run_once_across_a_dispatcher_restart(pg_url: str, 
     logs = [tmp_path / "dispatcher1.log", tmp_path / "dispatcher2.log"]
     first = start_dispatcher(pg_url, ray_head.address, "--max-pending", "1", log_path=logs[0])
     try:
-        wait_until(lambda: any(r["executor"] for r in list_runs(engine)), 60, "the first job to be submitted")
+        wait_until(lambda: any(r["executor"] for r in list_runs(engine)), 120, "the first job to be submitted")
         first.send_signal(signal.SIGKILL)  # mid-sweep, without a chance to tidy up
         first.wait()
         second = start_dispatcher(pg_url, ray_head.address, "--max-pending", "1", "--exit-when-idle",
                                   log_path=logs[1])
-        assert second.wait(timeout=150) == 0, logs[1].read_text()
+        assert second.wait(timeout=300) == 0, logs[1].read_text()
     finally:
         stop(first)
     runs = {r["id"]: r for r in list_runs(engine)}
@@ -367,14 +367,14 @@ def test_ray_cancel_reaches_a_running_run(pg_url: str, ray_head, tmp_path: Path)
     log = tmp_path / "dispatcher.log"
     proc = start_dispatcher(pg_url, ray_head.address, "--exit-when-idle", "--cancel-grace", "30", log_path=log)
     try:
-        wait_until(lambda: get_run(engine, run_id)["step"] >= 3, 90, "the run to train a few steps")
+        wait_until(lambda: get_run(engine, run_id)["step"] >= 3, 180, "the run to train a few steps")
         t0 = time.monotonic()
         assert "will stop at its next step" in queue.request_cancel(engine, run_id)
         run = wait_until(lambda: (r := get_run(engine, run_id))["status"] == CANCELLED and r, 30,
                          "the run to stop")
         assert time.monotonic() - t0 < 15  # through the run's own heartbeat, long before the grace period
         assert run["epoch"] < 50 and run["error"] == "cancelled by request"
-        assert proc.wait(timeout=60) == 0, log.read_text()
+        assert proc.wait(timeout=120) == 0, log.read_text()
     finally:
         stop(proc)
     assert ray_client(ray_head).get_job_status(job_of(engine, run_id)).value == "SUCCEEDED"
@@ -389,14 +389,14 @@ def test_ray_killed_job_process_is_requeued_and_resumed(pg_url: str, ray_head, t
     proc = start_dispatcher(pg_url, ray_head.address, "--exit-when-idle", log_path=log)
     try:
         wait_until(lambda: (r := get_run(engine, run_id))["checkpoint_path"] and
-                   STEPS_PER_EPOCH + 2 <= r["step"] < 2 * STEPS_PER_EPOCH - 2, 120, "the run to be mid-epoch 2",
+                   STEPS_PER_EPOCH + 2 <= r["step"] < 2 * STEPS_PER_EPOCH - 2, 240, "the run to be mid-epoch 2",
                    every_s=0.05)
         claim = get_run(engine, run_id)["worker_id"]
         [child] = [p for p in psutil.process_iter(["cmdline"])
                    if (p.info["cmdline"] or [])[-3:] == ["engine", "execute", str(run_id)] and environ(p).get(
                        "SIMCLR_CLAIM") == claim]
         child.kill()
-        assert proc.wait(timeout=150) == 0, log.read_text()
+        assert proc.wait(timeout=300) == 0, log.read_text()
     finally:
         stop(proc)
     run = get_run(engine, run_id)
