@@ -372,7 +372,7 @@ def test_ray_cancel_reaches_a_running_run(pg_url: str, ray_head, tmp_path: Path)
         assert "will stop at its next step" in queue.request_cancel(engine, run_id)
         run = wait_until(lambda: (r := get_run(engine, run_id))["status"] == CANCELLED and r, 30,
                          "the run to stop")
-        assert time.monotonic() - t0 < 15  # through the run's own heartbeat, long before the grace period
+        assert time.monotonic() - t0 < 25  # through the run's own heartbeat, before the 30 s grace period
         assert run["epoch"] < 50 and run["error"] == "cancelled by request"
         assert proc.wait(timeout=120) == 0, log.read_text()
     finally:
