@@ -3,7 +3,7 @@
 One text column rather than a table of executor kinds: it is for people (the Runs table and the run
 page show it as is), and the only thing read back out of it is the Ray job's dashboard link.
 
-    worker HOST:PID slot N (DEVICE)                       a local worker's slot (engine/jobs/worker.py)
+    worker HOST:PID slot N (DEVICE)                       a local worker's slot(s) (engine/jobs/worker.py)
     command line HOST:PID                                 `python -m engine train` in the foreground
     ray job SUBMISSION_ID [on node IP] [· dashboard URL]  the Ray dispatcher (engine/jobs/ray_dispatch.py)
 """
@@ -11,12 +11,14 @@ page show it as is), and the only thing read back out of it is the Ray job's das
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 _RAY = re.compile(r"^ray job (?P<sid>\S+)(?: on node (?P<node>\S+))?(?: · dashboard (?P<url>\S+))?$")
 
 
-def local_worker(host: str, pid: int, slot: int, device: str) -> str:
-    return f"worker {host}:{pid} slot {slot} ({device})"
+def local_worker(host: str, pid: int, slots: Sequence[int], device: str) -> str:
+    """`device`: the slots' devices as the worker labels them ("cuda:0", "cuda:0,cuda:1", "cpu x2")."""
+    return f"worker {host}:{pid} slot{'s' if len(slots) > 1 else ''} {','.join(map(str, slots))} ({device})"
 
 
 def command_line(host: str, pid: int) -> str:

@@ -60,8 +60,12 @@ def has_queued(engine: Engine) -> bool:
         return conn.execute(select(runs.c.id).where(runs.c.status == QUEUED).limit(1)).first() is not None
 
 
-def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | None:
+def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int | None = None) -> dict[str, Any] | None:
     """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
+
+    `max_devices`: take only a run whose config asks for at most that many devices (the free GPUs
+    of a worker); None for any. A run that does not fit waits for one that has room, and smaller
+    runs behind it go first.
 
     One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
@@ -74,6 +78,8 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
     if RUNNING not in ALLOWED[QUEUED]:
         raise IllegalTransition(f"a run cannot go from {QUEUED} to {RUNNING}")
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
+    if max_devices is not None:  # configs from before the `devices` field have none: one device
+        pick = pick.where(func.coalesce(runs.c.config["devices"].as_integer(), 1) <= max_devices)
     if not is_sqlite(engine):
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
@@ -90,11 +96,12 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
         return dict(row) if row else None
 
 
-RECORDABLE = ("pid", "log_path", "executor")
+RECORDABLE = ("pid", "log_path", "device", "executor")
 
 
 def record_process(engine: Engine, run_id: int, worker_id: str, **values: Any) -> bool:
-    """Note where the run executes (`pid`, `log_path`, `executor`), only while it is still `worker_id`'s claim."""
+    """Note where the run executes (`pid`, `log_path`, `device`, `executor`), only while it is still
+    `worker_id`'s claim. Columns not given are left as they are."""
     unknown = set(values) - set(RECORDABLE)
     if unknown:
         raise TypeError(f"record_process: not a process column: {', '.join(sorted(unknown))}")

@@ -43,6 +43,7 @@ import argparse
 import hashlib
 import os
 import re
+import shlex
 import socket
 import sys
 import time
@@ -59,6 +60,7 @@ from db.queries import get_run, update_run
 from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S, RAY_CLAIM_PREFIX
 from db.session import default_url, make_engine
 from db.status import RUNNING, utcnow
+from engine.jobs.launch import with_processes
 from engine.jobs.worker import on_stop_signals
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -77,14 +79,15 @@ class DispatchError(RuntimeError):
 
 # ----------------------------------------------------------------------------------- the job itself
 def job_entrypoint(run_id: int, cfg: RunConfig) -> str:
-    """The command of a run's Ray job. `python` is the node's: start Ray from the project's venv."""
-    return f"python -m engine execute {run_id}"
+    """The command of a run's Ray job: the same launch as a local worker's (torchrun with one process
+    per device when the run has several). `python` is the node's: start Ray from the project's venv."""
+    return shlex.join(with_processes(["python", "-m", "engine", "execute", str(run_id)], cfg.devices))
 
 
 def gpus_for(cfg: RunConfig, cluster_has_gpus: bool) -> int:
     """GPUs the job requests: the run's device count when it trains on a GPU, else none."""
     on_gpu = cfg.device.startswith("cuda") or (cfg.device == "auto" and cluster_has_gpus)
-    return int(getattr(cfg, "devices", 1)) if on_gpu else 0
+    return cfg.devices if on_gpu else 0
 
 
 SUBMISSION_ID = re.compile(r"simclr-run(?P<run>\d+)-attempt(?P<attempt>\d+)-[0-9a-f]{8}")
@@ -97,7 +100,7 @@ def submission_id(db_url: str, run: dict[str, Any]) -> str:
     return f"simclr-run{run['id']}-attempt{run['attempts']}-{tag}"
 
 
-def job_env(db_url: str, claim: str, gpus: int, cpus: int) -> dict[str, str]:
+def job_env(db_url: str, claim: str, gpus: int, cpus: int, processes: int = 1) -> dict[str, str]:
     """The job's environment. Paths are this machine's: on other nodes they must name shared storage."""
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite" and url.database and not os.path.isabs(url.database):
@@ -109,8 +112,9 @@ def job_env(db_url: str, claim: str, gpus: int, cpus: int) -> dict[str, str]:
         # project) would be lost with it, and a requeued run would find no checkpoint.
         "SIMCLR_RUNS_DIR": str(runs_root().resolve()),
         "SIMCLR_CACHE": os.environ.get("SIMCLR_CACHE") or str(PROJECT_ROOT / "runs" / "cache"),
-        "SIMCLR_NUM_THREADS": str(cpus),
     }
+    # The job's CPUs split between its processes (torchrun would otherwise give each one thread).
+    env["SIMCLR_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(max(1, cpus // processes))
     if os.environ.get("SIMCLR_HEARTBEAT_S"):
         env["SIMCLR_HEARTBEAT_S"] = os.environ["SIMCLR_HEARTBEAT_S"]
     if gpus == 0:
@@ -381,7 +385,7 @@ class Dispatcher:
             self.log(f"run {run_id}: {error}")
             queue.fail_claim(self.engine, run_id, claim, error)
             return False
-        env = job_env(self.url, claim, gpus, self.cpus_per_run)
+        env = job_env(self.url, claim, gpus, self.cpus_per_run, processes=cfg.devices)
         try:
             new = self.jobs.submit(sid, job_entrypoint(run_id, cfg), num_gpus=gpus, num_cpus=self.cpus_per_run, env=env)
         except RuntimeError as e:  # Ray answered, and refused (a bad runtime environment, ...)
@@ -462,7 +466,8 @@ def add_dispatch_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dashboard", default=None, metavar="URL",
                    help="the Ray dashboard as browsers reach it, for links (default: --ray when it is http)")
     p.add_argument("--cpus-per-run", type=int, default=1, metavar="N",
-                   help="CPUs each job requests from Ray, also its thread count (default 1)")
+                   help="CPUs each job requests from Ray, also its threads (split between the processes of a "
+                        "multi-device run; default 1)")
     p.add_argument("--max-pending", type=int, default=2, metavar="N",
                    help="submit while fewer than N jobs wait in Ray for resources (default 2)")
     p.add_argument("--cancel-grace", type=float, default=CANCEL_GRACE_S, metavar="S",

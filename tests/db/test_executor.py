@@ -16,6 +16,11 @@ def test_ray_job_text_and_link() -> None:
 
 def test_no_link_without_a_ray_dashboard() -> None:
     assert executor.ray_job_link(executor.ray_job("simclr-run3-attempt1-0123abcd")) is None
-    assert executor.ray_job_link(executor.local_worker("box", 42, 1, "cuda:1")) is None
+    assert executor.ray_job_link(executor.local_worker("box", 42, [1], "cuda:1")) is None
     assert executor.ray_job_link(None) is None
     assert executor.label(None) == ""
+
+
+def test_local_worker_slots() -> None:
+    assert executor.local_worker("box", 42, [0], "cuda:0") == "worker box:42 slot 0 (cuda:0)"
+    assert executor.local_worker("box", 42, [0, 1], "cuda:0,cuda:1") == "worker box:42 slots 0,1 (cuda:0,cuda:1)"

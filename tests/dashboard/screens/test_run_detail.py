@@ -70,6 +70,6 @@ def test_where_the_run_executes_with_a_link_to_its_ray_job(app, db: Engine) -> N
     assert "ray job simclr-run1-attempt1-0123abcd on node 10.0.0.7" in line
     assert "[Ray dashboard](http://head:8265/#/jobs/simclr-run1-attempt1-0123abcd)" in line
     assert any("output is saved here when the job ends" in c.value for c in at.caption)
-    local = add_run(db, status="running", executor=executor.local_worker("box", 42, 0, "cuda:0"))
+    local = add_run(db, status="running", executor=executor.local_worker("box", 42, [0], "cuda:0"))
     line = next(m.value for m in app(run=local).markdown if "Executes on" in m.value)
     assert "worker box:42 slot 0 (cuda:0)" in line and "Ray dashboard" not in line

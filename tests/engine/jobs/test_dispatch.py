@@ -28,7 +28,7 @@ from db.queries import create_runs, get_run, list_runs, metric_rows
 from db.session import make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from engine.jobs.ray_dispatch import (
-    DispatchError, Dispatcher, JobView, RayJobs, gpus_for, job_env, submission_id,
+    DispatchError, Dispatcher, JobView, RayJobs, gpus_for, job_entrypoint, job_env, submission_id,
 )
 from tests.conftest import tiny_config
 from tests.engine.jobs.queue_support import ROOT
@@ -87,6 +87,11 @@ def test_job_request_follows_the_run_device() -> None:
     assert gpus_for(tiny_config(device="auto"), cluster_has_gpus=True) == 1
     assert gpus_for(tiny_config(device="auto"), cluster_has_gpus=False) == 0
     assert gpus_for(tiny_config(device="cuda"), cluster_has_gpus=False) == 1
+    assert gpus_for(tiny_config(device="auto", devices=2, batch_size=32), cluster_has_gpus=True) == 2
+    assert job_entrypoint(7, tiny_config()) == "python -m engine execute 7"
+    assert job_entrypoint(7, tiny_config(devices=2)) == ("python -m torch.distributed.run --standalone "
+                                                         "--nproc-per-node=2 --max-restarts=0 -m engine execute 7")
+    assert job_env("sqlite:///x.db", "ray:x", gpus=2, cpus=4, processes=2)["SIMCLR_NUM_THREADS"] == "2"
     env = job_env("postgresql+psycopg://u:pw@db/simclr", "ray:x", gpus=0, cpus=3)
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["SIMCLR_NUM_THREADS"] == "3"
     assert env["SIMCLR_DB"].endswith("@db/simclr") and env["SIMCLR_CLAIM"] == "ray:x"
