@@ -16,7 +16,11 @@ import streamlit as st
 
 from dashboard import nav
 from dashboard.common import fmt_duration
+<<<<<<< HEAD
 from db.config import stored_value
+=======
+from db import executor
+>>>>>>> main
 
 COLUMN_CONFIG = {
     "id": st.column_config.NumberColumn("id", format="%d", width="small"),
@@ -24,6 +28,8 @@ COLUMN_CONFIG = {
     "loss": st.column_config.NumberColumn("loss", format="%.4f", help="latest train/loss (NT-Xent)"),
     "kNN top-1": st.column_config.NumberColumn("kNN top-1", format="%.4f"),
     "linear top-1": st.column_config.NumberColumn("linear top-1", format="%.4f"),
+    "executor": st.column_config.TextColumn("executor", help="where it runs: a local worker's slot, or a Ray job "
+                                            "and its node (the run page links the Ray dashboard)"),
     "open": st.column_config.LinkColumn("open", display_text="details", width="small"),
 }
 
@@ -37,11 +43,20 @@ def frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "dataset": r["dataset"], "encoder": r["encoder"], "optimizer": r["optimizer"], "batch": r["batch_size"],
             "subset": "all" if r["subset_size"] is None else str(r["subset_size"]), "epochs": r["epochs"],
             "seed": cfg.get("seed"), "loss": r.get("latest_loss"), "kNN top-1": r.get("knn_top1"),
+<<<<<<< HEAD
             "linear top-1": r.get("linear_top1"), "probe": stored_value(cfg, "probe"), "duration": fmt_duration(r.get("duration_s")),
             "sweep": r.get("sweep_id") or "", "open": f"{nav.RUN.url_path}?run={r['id']}",
         })
     columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
                "seed", "loss", "kNN top-1", "linear top-1", "probe", "duration", "sweep", "open"]
+=======
+            "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
+            "sweep": r.get("sweep_id") or "", "executor": executor.label(r.get("executor")),
+            "open": f"{nav.RUN.url_path}?run={r['id']}",
+        })
+    columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
+               "seed", "loss", "kNN top-1", "linear top-1", "duration", "sweep", "executor", "open"]
+>>>>>>> main
     return pd.DataFrame(rows, columns=columns)
 
 
