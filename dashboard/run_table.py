@@ -16,11 +16,8 @@ import streamlit as st
 
 from dashboard import nav
 from dashboard.common import fmt_duration
-<<<<<<< HEAD
-from db.config import stored_value
-=======
 from db import executor
->>>>>>> main
+from db.config import stored_value
 
 COLUMN_CONFIG = {
     "id": st.column_config.NumberColumn("id", format="%d", width="small"),
@@ -43,20 +40,13 @@ def frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "dataset": r["dataset"], "encoder": r["encoder"], "optimizer": r["optimizer"], "batch": r["batch_size"],
             "subset": "all" if r["subset_size"] is None else str(r["subset_size"]), "epochs": r["epochs"],
             "seed": cfg.get("seed"), "loss": r.get("latest_loss"), "kNN top-1": r.get("knn_top1"),
-<<<<<<< HEAD
-            "linear top-1": r.get("linear_top1"), "probe": stored_value(cfg, "probe"), "duration": fmt_duration(r.get("duration_s")),
-            "sweep": r.get("sweep_id") or "", "open": f"{nav.RUN.url_path}?run={r['id']}",
-        })
-    columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
-               "seed", "loss", "kNN top-1", "linear top-1", "probe", "duration", "sweep", "open"]
-=======
-            "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
+            "linear top-1": r.get("linear_top1"), "probe": stored_value(cfg, "probe"),
+            "duration": fmt_duration(r.get("duration_s")),
             "sweep": r.get("sweep_id") or "", "executor": executor.label(r.get("executor")),
             "open": f"{nav.RUN.url_path}?run={r['id']}",
         })
     columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
-               "seed", "loss", "kNN top-1", "linear top-1", "duration", "sweep", "executor", "open"]
->>>>>>> main
+               "seed", "loss", "kNN top-1", "linear top-1", "probe", "duration", "sweep", "executor", "open"]
     return pd.DataFrame(rows, columns=columns)
 
 
