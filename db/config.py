@@ -300,3 +300,11 @@ def runs_root() -> Path:
 
 def run_dir(run_id: int) -> Path:
     return runs_root() / str(run_id)
+
+
+# What a run leaves in its folder (the engine writes them, the dashboard reads them without torch).
+CHECKPOINT_FILE = "checkpoint.pt"  # everything needed to resume, rewritten every epoch
+CHECKPOINT_INFO_FILE = "checkpoint.json"  # {epoch, step, saved_at} of that checkpoint
+ENCODER_FILE = "encoder.pt"  # the trained encoder alone, a torchvision ResNet state dict (at completion)
+ENCODER_INFO_FILE = "encoder.json"  # how to load it: encoder, stem, feature_dim, normalization, epoch, step
+INSIGHTS_FILE = "insights.npz"  # nearest neighbours and the 2-D feature map (at completion)

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.models import metrics, runs
+from db.models import metrics, runs, workers
 from db.queue import DEFAULT_STALE_AFTER_S
 from db.session import read_tx
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, utcnow
@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = (
     "id", "name", "status", "config", "dataset", "encoder", "optimizer", "batch_size", "subset_size",
     "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id",
     "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps",
-    "final_loss", "knn_top1", "linear_loss", "linear_top1", "error",
+    "final_loss", "knn_top1", "linear_loss", "linear_top1", "error", "tags", "note",
 )
 METRIC_COLUMNS = ("id", "run_id", "name", "step", "epoch", "value", "time")
 
@@ -266,3 +266,41 @@ def observed_throughput(engine: Engine, limit: int = 200) -> list[dict[str, Any]
             speeds.setdefault(run_id, []).append(value)
     return [{"id": rid, "config": by_id[rid].config, "device": by_id[rid].device,
              "images_per_sec": statistics.median(v)} for rid, v in speeds.items() if v]
+
+
+# ------------------------------------------------------------------------------------- workers
+WORKER_ALIVE, WORKER_STOPPED, WORKER_LOST = "alive", "stopped", "lost"
+
+
+def workers_overview(engine: Engine, *, limit: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every live worker and the most recent stopped or lost ones, live first, each with its runs.
+
+    `state`: alive (heartbeat within HEARTBEAT_TIMEOUT_S), stopped (said goodbye) or lost (went
+    silent); `running`: [{id, name, device, step, total_steps}] of the runs it holds now.
+    """
+    now = now or utcnow()
+    query = select(workers).order_by(workers.c.started_at.desc()).limit(limit)
+    held = (select(runs.c.id, runs.c.name, runs.c.worker_id, runs.c.device, runs.c.step, runs.c.total_steps,
+                   runs.c.epoch, runs.c.epochs)
+            .where(runs.c.status == RUNNING).order_by(runs.c.id))
+    with read_tx(engine) as conn:
+        found = [dict(r) for r in conn.execute(query).mappings()]
+        by_worker: dict[str, list[dict[str, Any]]] = {}
+        for r in conn.execute(held.where(runs.c.worker_id.in_([w["id"] for w in found]))).mappings():
+            by_worker.setdefault(r["worker_id"], []).append(dict(r))
+    for w in found:
+        w["heartbeat_age_s"] = (now - w["heartbeat_at"]).total_seconds()
+        w["state"] = (WORKER_STOPPED if w["stopped_at"] else
+                      WORKER_LOST if w["heartbeat_age_s"] > HEARTBEAT_TIMEOUT_S else WORKER_ALIVE)
+        w["running"] = by_worker.get(w["id"], [])
+    order = {WORKER_ALIVE: 0, WORKER_LOST: 1, WORKER_STOPPED: 2}
+    return sorted(found, key=lambda w: order[w["state"]])  # stable: newest first within a state
+
+
+def queued_in_order(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """Queued runs in the order workers will claim them (db.queue.claim_next takes the lowest id)."""
+    query = (select(runs.c.id, runs.c.name, runs.c.sweep_id, runs.c.created_at, runs.c.attempts, runs.c.encoder,
+                    runs.c.batch_size, runs.c.epochs, runs.c.cancel_requested)
+             .where(runs.c.status == QUEUED).order_by(runs.c.id).limit(limit))
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]

@@ -21,6 +21,7 @@ from db.models import runs
 from db.queries import get_run
 from db.session import write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
+from engine.jobs.sysmon import SystemMonitor
 from engine.simclr.metrics_log import NonFiniteLoss
 from engine.simclr.trainer import RunCancelled, RunContext, train
 
@@ -91,6 +92,8 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
     heartbeat = Heartbeat(db, run_id, run["worker_id"], ctx.cancel)
     heartbeat.beat()
     heartbeat.start()
+    monitor = SystemMonitor(db, run_id)
+    monitor.start()
     try:
         summary = train(cfg, ctx)
         status, values = COMPLETED, {k: v for k, v in summary.items() if v is not None}
@@ -104,6 +107,7 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         log(f"run {run_id} failed: {values['error']}")
     finally:
         heartbeat.stop()
+        monitor.stop()
     if heartbeat.lost:
         log(f"run {run_id} is no longer this process's (requeued or claimed elsewhere); leaving it as it is")
     with write_tx(db) as conn:
