@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_execute)
 
+    from engine.jobs.annotate_cli import add_annotation_commands
     from engine.jobs.queue_cli import add_queue_commands
 
     add_queue_commands(sub)
+    add_annotation_commands(sub)
     return parser
 
 

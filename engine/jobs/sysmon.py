@@ -50,7 +50,7 @@ class SystemMonitor(threading.Thread):
         self.process = psutil.Process()
         self.process.cpu_percent(interval=None)  # prime: the first reading is measured from here
         self.next_step = next_metric_step(db, run_id, CPU)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def sample(self) -> dict[str, float]:
         return {CPU: self.process.cpu_percent(interval=None), MEMORY: self.process.memory_info().rss / 2**20,
@@ -65,11 +65,11 @@ class SystemMonitor(threading.Thread):
         self.next_step += 1
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._halt.wait(self.interval_s):
             try:
                 self.record()
             except Exception as e:  # noqa: BLE001 — a busy database must not kill training
                 print(f"device-use sample failed: {e}", file=sys.stderr)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
