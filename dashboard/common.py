@@ -44,3 +44,13 @@ def fmt_time(value: datetime | None) -> str:
 
 def run_label(run: dict) -> str:
     return f"#{run['id']} {run['name']}" if run.get("name") else f"#{run['id']}"
+
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
+def md_plain(text: str) -> str:
+    """`text` escaped so that Streamlit's Markdown shows it literally: run names, tags and notes are
+    typed by people, and as Markdown a name like ![x](http://host/img.png) made every viewer's
+    browser fetch that URL. Use it wherever such text meets Markdown (labels, subheaders)."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIALS else c for c in text)

@@ -88,6 +88,8 @@ def write_metrics(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 # Device-use samples (engine/jobs/sysmon.py) are numbered by sample, not by training step, and record
 # wall-clock facts that a resumed run does not replay: they are never dropped on resume.
 SYSTEM_PREFIX = "sys/"
+SYS_CPU, SYS_MEMORY, SYS_GPU_UTIL, SYS_GPU_MEMORY = (f"{SYSTEM_PREFIX}{n}" for n in
+                                                     ("cpu_percent", "memory_mb", "gpu_util", "gpu_memory_mb"))
 
 
 def delete_metrics_after(engine: Engine, run_id: int, step: int) -> int:

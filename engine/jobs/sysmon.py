@@ -18,12 +18,11 @@ import psutil
 import torch
 from sqlalchemy import Engine
 
-from db.queries import SYSTEM_PREFIX, next_metric_step, now_seconds, write_metrics
+from db.queries import SYS_CPU as CPU, SYS_GPU_MEMORY as GPU_MEMORY, SYS_GPU_UTIL as GPU_UTIL, SYS_MEMORY as MEMORY
+from db.queries import next_metric_step, now_seconds, write_metrics
 from db.session import write_tx
 
 SYSMON_S = float(os.environ.get("SIMCLR_SYSMON_S", "5"))
-CPU, MEMORY, GPU_UTIL, GPU_MEMORY = (f"{SYSTEM_PREFIX}{n}" for n in
-                                     ("cpu_percent", "memory_mb", "gpu_util", "gpu_memory_mb"))
 
 
 def gpu_sample() -> dict[str, float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 import torchvision
 from torch import nn
@@ -15,8 +14,8 @@ from engine.simclr.model import SimCLRModel
 from tests.conftest import tiny_config
 
 
-@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
-def test_encoder_state_dict_loads_into_torchvision_resnet18(tmp_path, stem: str) -> None:  # noqa: ANN001
+def test_encoder_state_dict_loads_into_torchvision_resnet18(tmp_path) -> None:  # noqa: ANN001
+    stem = "cifar"  # the imagenet stem is torchvision's own (the trainer test checks its keys)
     torch.manual_seed(0)
     model = SimCLRModel("resnet18", stem, 16).eval()
     save_encoder(tmp_path, model.encoder, tiny_config(stem=stem), feature_dim=model.feature_dim, epoch=3, step=30,
