@@ -36,6 +36,13 @@ def clean_tag(tag: str) -> str:
     return tag
 
 
+def clean_note(note: str) -> str:
+    note = note.strip()
+    if len(note) > MAX_NOTE_LEN:
+        raise AnnotationError(f"a note may hold at most {MAX_NOTE_LEN} characters (this one has {len(note)})")
+    return note
+
+
 def parse_tags(text: str) -> list[str]:
     """'a, b c' -> ['a', 'b', 'c']: commas or spaces separate tags."""
     return sorted({clean_tag(t) for t in re.split(r"[,\s]+", text) if t.strip()})
@@ -65,9 +72,7 @@ def set_tags(engine: Engine, run_id: int, tags: Iterable[str]) -> list[str]:
 
 def set_note(engine: Engine, run_id: int, note: str) -> str | None:
     """Replace a run's note; blank text clears it."""
-    note = note.strip()
-    if len(note) > MAX_NOTE_LEN:
-        raise AnnotationError(f"a note may hold at most {MAX_NOTE_LEN} characters (this one has {len(note)})")
+    note = clean_note(note)
     with write_tx(engine) as conn:
         if conn.execute(update(runs).where(runs.c.id == run_id).values(note=note or None)).rowcount == 0:
             raise AnnotationError(f"no run with id {run_id}")
