@@ -37,10 +37,11 @@ def frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "subset": "all" if r["subset_size"] is None else str(r["subset_size"]), "epochs": r["epochs"],
             "seed": cfg.get("seed"), "loss": r.get("latest_loss"), "kNN top-1": r.get("knn_top1"),
             "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
-            "sweep": r.get("sweep_id") or "", "open": f"{nav.RUN.url_path}?run={r['id']}",
+            "sweep": r.get("sweep_id") or "", "tags": ", ".join(r.get("tags") or []),
+            "open": f"{nav.RUN.url_path}?run={r['id']}",
         })
     columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
-               "seed", "loss", "kNN top-1", "linear top-1", "duration", "sweep", "open"]
+               "seed", "loss", "kNN top-1", "linear top-1", "duration", "sweep", "tags", "open"]
     return pd.DataFrame(rows, columns=columns)
 
 

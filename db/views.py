@@ -304,3 +304,10 @@ def queued_in_order(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
              .where(runs.c.status == QUEUED).order_by(runs.c.id).limit(limit))
     with read_tx(engine) as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def all_tags(engine: Engine) -> list[str]:
+    """Every tag in use, sorted (for the Runs page's tag filter)."""
+    with read_tx(engine) as conn:
+        found = conn.execute(select(runs.c.tags).where(runs.c.tags.is_not(None))).scalars()
+        return sorted({t for tags in found for t in tags or []})
