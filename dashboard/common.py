@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from datetime import datetime
 
@@ -54,3 +55,9 @@ def md_plain(text: str) -> str:
     typed by people, and as Markdown a name like ![x](http://host/img.png) made every viewer's
     browser fetch that URL. Use it wherever such text meets Markdown (labels, subheaders)."""
     return "".join(f"\\{c}" if c in _MARKDOWN_SPECIALS else c for c in text)
+
+
+def plain_heading(text: str) -> None:
+    """A subheader that is text and nothing else: HTML-escaped, so no Markdown (not even the
+    autolinking of a bare URL, which escaping for Markdown does not stop) applies to it."""
+    st.html(f'<h3 style="margin: 0.5rem 0; font-weight: 600">{html.escape(text)}</h3>')

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, annotate, artifacts_view, charts, device_use, insights_view, live, nav
-from dashboard.common import fmt_duration, fmt_time, get_engine, md_plain, run_label
+from dashboard.common import fmt_duration, fmt_time, get_engine, plain_heading, run_label
 from dashboard.launch_form import value_text
 from db import views
 from db.status import FINISHED, QUEUED, RUNNING
@@ -124,7 +124,7 @@ def render() -> None:
         return
     engine = get_engine()
     run = views.run_summaries(engine, ids=[run_id])[0]
-    st.subheader(md_plain(run_label(run)))
+    plain_heading(run_label(run))
     annotate.show(run)
     c1, c2, _ = st.columns([1, 1, 4])
     if c1.button("Cancel", key="detail_cancel", disabled=run["status"] not in (QUEUED, RUNNING)):

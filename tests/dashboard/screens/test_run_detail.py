@@ -24,7 +24,7 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     update_run(db, run, log_path=str(log), checkpoint_path=str(ckpt))
     at = app(run=run)  # the bare address with ?run=ID opens Run detail
     assert at.selectbox[0].value == run
-    assert any("broken" in s.value for s in at.subheader)
+    assert any("broken" in h.proto.body for h in at.get("html"))
     assert any("loss became NaN" in e for e in texts(at, "error"))
     assert len(at.get("plotly_chart")) == 1  # the loss chart; the others have no points yet
     code = at.code[0].value
@@ -100,7 +100,8 @@ def test_finished_run_shows_files_encoder_snippet_and_what_it_learned(app, db: E
     update_run(db, run, checkpoint_path=str(folder / "checkpoint.pt"))
     at = app(run=run)
     # The name is shown literally: escaped for Markdown, so no image is fetched.
-    assert any(s.value.startswith("\\#") and "\\!\\[x\\]\\(http" in s.value for s in at.subheader)
+    heading = [h.proto.body for h in at.get("html") if "<h3" in h.proto.body]
+    assert heading == [f'<h3 style="margin: 0.5rem 0; font-weight: 600">#{run} ![x](http://evil.example/i.png)</h3>']
     md = " ".join(m.value for m in at.markdown)
     assert "epoch 2, step 20 · 3.0 MB" in md and "resnet18, cifar stem" in md
     labels = [b.label for b in at.get("download_button")]
