@@ -46,7 +46,8 @@ def parallel_figure(runs: Sequence[dict[str, Any]], fields: Sequence[str], resul
     dims = [{"label": RESULTS.get(n, n), **axis(runs, n)} for n in (*fields, *results)]
     line = {"color": [r[colour] for r in runs], "colorscale": "Viridis", "showscale": True,
             "colorbar": {"title": {"text": RESULTS[colour]}}}
-    return go.Figure(data=[go.Parcoords(line=line, dimensions=dims)],
+    # The colour bar sits right of the plot's domain; keep the last axis clear of it.
+    return go.Figure(data=[go.Parcoords(line=line, dimensions=dims, domain={"x": [0, 0.86]})],
                      layout={"height": 420, "margin": {"l": 60, "r": 40, "t": 50, "b": 20}})
 
 
