@@ -39,3 +39,23 @@ def test_the_thread_samples_and_stops(sqlite_url: str) -> None:
     monitor.stop()
     monitor.join(5)
     assert not monitor.is_alive() and len(metric_rows(db, [run], [CPU])) >= 2
+
+
+def test_gpu_readings_once_the_process_uses_cuda(monkeypatch) -> None:  # noqa: ANN001
+    """No GPU here: torch.cuda's answers stand in for a device, to check what is read and how."""
+    import torch
+
+    from engine.jobs import sysmon
+
+    assert sysmon.gpu_sample() == {} or torch.cuda.is_initialized()  # no CUDA touched: no GPU rows
+    for name, value in (("is_available", lambda: True), ("is_initialized", lambda: True),
+                        ("current_device", lambda: 0), ("memory_reserved", lambda d: 3 * 2**30),
+                        ("utilization", lambda d: 87)):
+        monkeypatch.setattr(torch.cuda, name, value)
+    assert sysmon.gpu_sample() == {sysmon.GPU_MEMORY: 3072.0, sysmon.GPU_UTIL: 87.0}
+
+    def no_nvml(device: int) -> int:
+        raise ModuleNotFoundError("pynvml")
+
+    monkeypatch.setattr(torch.cuda, "utilization", no_nvml)
+    assert sysmon.gpu_sample() == {sysmon.GPU_MEMORY: 3072.0}  # memory still told without NVML
