@@ -8,10 +8,10 @@ columns); the dashboard turns them into pandas frames itself, which keeps pandas
 from __future__ import annotations
 
 import statistics
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import metrics, runs, workers
@@ -273,13 +273,18 @@ WORKER_ALIVE, WORKER_STOPPED, WORKER_LOST = "alive", "stopped", "lost"
 
 
 def workers_overview(engine: Engine, *, limit: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Every live worker and the most recent stopped or lost ones, live first, each with its runs.
+    """Every live worker and the `limit` most recent stopped or lost ones, live first, each with its runs.
 
     `state`: alive (heartbeat within HEARTBEAT_TIMEOUT_S), stopped (said goodbye) or lost (went
     silent); `running`: [{id, name, device, step, total_steps}] of the runs it holds now.
     """
     now = now or utcnow()
-    query = select(workers).order_by(workers.c.started_at.desc()).limit(limit)
+    alive = workers.c.stopped_at.is_(None) & (workers.c.heartbeat_at >= now - timedelta(seconds=HEARTBEAT_TIMEOUT_S))
+    # Every live worker however old, then the newest `limit` of the others (the registry keeps all).
+    query = union_all(select(workers).where(alive),
+                      select(workers).where(~alive).order_by(workers.c.started_at.desc()).limit(limit).subquery()
+                      .select()).subquery()
+    query = select(query).order_by(query.c.started_at.desc())
     held = (select(runs.c.id, runs.c.name, runs.c.worker_id, runs.c.device, runs.c.step, runs.c.total_steps,
                    runs.c.epoch, runs.c.epochs)
             .where(runs.c.status == RUNNING).order_by(runs.c.id))

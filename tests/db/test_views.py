@@ -96,6 +96,8 @@ def test_workers_overview_and_queue_order(engine: Engine) -> None:
     got = views.workers_overview(engine)
     assert [(w["id"], w["state"]) for w in got] == [("live", "alive"), ("silent", "lost"), ("old", "stopped")]
     assert [r["id"] for r in got[0]["running"]] == [running] and got[1]["running"] == []
+    # Live workers always; of the others only the newest `limit`.
+    assert [w["id"] for w in views.workers_overview(engine, limit=1)] == ["live", "silent"]
     assert [r["id"] for r in views.queued_in_order(engine)] == [q2, q1]  # lowest id is claimed first
 
 
