@@ -81,6 +81,9 @@ def test_workers_page_run_insights_and_shareable_views(server: Server, browser_p
     expect(page.get_by_text("**not bold**", exact=False).first).to_be_visible()
     expect(page.get_by_text("Tags: baseline")).to_be_visible()
     _shot(page, "views-02-run-insights")
+    feature_map = page.get_by_test_id("stPlotlyChart").filter(has_text="principal components")
+    feature_map.scroll_into_view_if_needed()
+    feature_map.screenshot(path=str(SCREENSHOTS / "views-02b-feature-map.png"))
 
     page.goto(f"{server.url}/runs?q=batch_size%3E%3D16&tags=baseline&sort=linear_top1")
     expect(page.get_by_label("Filter", exact=True)).to_have_value("batch_size>=16", timeout=UI_TIMEOUT_MS)
