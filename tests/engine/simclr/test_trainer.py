@@ -55,6 +55,8 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> N
     encoder = torch.load(folder / ENCODER_FILE, weights_only=True)
     assert encoder.keys() == {k[len("encoder."):] for k in state["model"] if k.startswith("encoder.")}
     assert "trained_index" in np.load(folder / INSIGHTS_FILE).files
+    # devices=1: the plain one-process path, no process group and no data-parallel state.
+    assert "rng_ranks" not in state and not torch.distributed.is_initialized()
 
 
 def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
