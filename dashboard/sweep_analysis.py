@@ -29,14 +29,21 @@ def field_value(run: dict[str, Any], name: str) -> Any:
     return (run.get("config") or {}).get(name, default)
 
 
+def _numbers_first(text: str) -> tuple[int, float, str]:
+    """Sort key: numbers in numeric order, then words in alphabetical order."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
 def axis(runs: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
     """{values, tickvals?, ticktext?}: numbers as they are; anything else as ordered categories."""
     values = [field_value(r, name) for r in runs]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return {"values": values}
     texts = [value_text(v) or ("all" if name == "subset_size" else "default") for v in values]
-    order = sorted(set(texts), key=lambda t: (not t.replace(".", "", 1).isdigit(), float(t)
-                                              if t.replace(".", "", 1).isdigit() else 0, t))
+    order = sorted(set(texts), key=_numbers_first)
     code = {t: i for i, t in enumerate(order)}
     return {"values": [code[t] for t in texts], "tickvals": list(range(len(order))), "ticktext": order}
 
