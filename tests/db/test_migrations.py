@@ -18,14 +18,14 @@ def _columns(engine) -> set[str]:  # noqa: ANN001
 
 def test_0005_adds_tags_and_note_keeping_runs_and_goes_back(db_url: str) -> None:
     engine = make_engine(db_url, upgrade=False)
-    command.upgrade(alembic_config(engine), "0001")
+    command.upgrade(alembic_config(engine), "0006")  # the revision before this one
     assert "tags" not in _columns(engine)
     run = create_run(engine, tiny_config(), name="before")  # written by the older schema's columns only
     command.upgrade(alembic_config(engine), "0005")
     assert {"tags", "note"} <= _columns(engine)
     assert get_run(engine, run)["name"] == "before" and get_run(engine, run)["tags"] is None
     update_tags(engine, run, add=["kept"])
-    command.downgrade(alembic_config(engine), "0001")
+    command.downgrade(alembic_config(engine), "0006")
     with engine.connect() as conn:  # (the models now name columns this schema lacks: plain SQL)
         assert conn.execute(text("SELECT name FROM runs WHERE id = :id"), {"id": run}).scalar() == "before"
     assert "tags" not in _columns(engine)

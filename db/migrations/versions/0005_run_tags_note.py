@@ -1,14 +1,14 @@
 """run tags and note
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0006
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0001'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from dashboard.screens.run_detail import tail
+from db import executor
 from db.config import run_dir
 from tests.dashboard.dash_helpers import add_metrics, add_run, texts
 
@@ -145,3 +146,16 @@ def test_files_outside_the_runs_folder_are_not_served(app, db: Engine, tmp_path)
     at = app(run=run)
     assert not at.get("download_button")
     assert any("No checkpoint yet" in c for c in texts(at, "caption"))
+
+
+def test_where_the_run_executes_with_a_link_to_its_ray_job(app, db: Engine) -> None:
+    where = executor.ray_job("simclr-run1-attempt1-0123abcd", "10.0.0.7", "http://head:8265")
+    run = add_run(db, status="running", executor=where)
+    at = app(run=run)
+    line = next(m.value for m in at.markdown if "Executes on" in m.value)
+    assert "ray job simclr-run1-attempt1-0123abcd on node 10.0.0.7" in line
+    assert "[Ray dashboard](http://head:8265/#/jobs/simclr-run1-attempt1-0123abcd)" in line
+    assert any("output is saved here when the job ends" in c.value for c in at.caption)
+    local = add_run(db, status="running", executor=executor.local_worker("box", 42, [0], "cuda:0"))
+    line = next(m.value for m in app(run=local).markdown if "Executes on" in m.value)
+    assert "worker box:42 slot 0 (cuda:0)" in line and "Ray dashboard" not in line

@@ -89,8 +89,7 @@ def test_db_upgrade_command(sqlite_url: str, capsys: pytest.CaptureFixture) -> N
     from db.migrate import head_revision
 
     assert main(["--db", sqlite_url, "db", "upgrade"]) == 0
-    head = head_revision(make_engine(sqlite_url, upgrade=False))
-    assert f"schema empty -> {head}" in capsys.readouterr().out
+    assert f"schema empty -> {head_revision(make_engine(sqlite_url, upgrade=False))}" in capsys.readouterr().out
 
 
 def test_the_module_runs_as_a_program_with_a_progress_bar(tmp_path: Path) -> None:
