@@ -15,17 +15,26 @@ import secrets
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from db.config import ConfigError, RunConfig, config_fields, config_from_text
+from db.config import ConfigError, RunConfig, config_fields, config_from_text, runs_root
 from db.models import runs, workers
 from db.queries import create_runs
 from db.session import is_sqlite, read_tx, write_tx
 from db.status import ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, transition, utcnow
 
 DEFAULT_STALE_AFTER_S = 60.0
+# The background worker `./lab.sh serve` and the dashboard start exits after this long with nothing
+# to do (so it does not linger for days); the next `serve` or page view starts another.
+LOCAL_IDLE_EXIT_S = 1800.0
+
+
+def local_worker_log() -> Path:
+    """The log of the background worker on this machine (`worker --detach`, or the dashboard's)."""
+    return runs_root() / "worker.log"
 
 
 class NoSuchRun(LookupError):
