@@ -24,7 +24,8 @@ from db.config import ConfigError, RunConfig, config_fields, config_from_text, r
 from db.models import runs, workers
 from db.queries import create_runs
 from db.session import is_sqlite, read_tx, write_tx
-from db.status import ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, transition, utcnow
+from db.status import (ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STARTING, IllegalTransition, transition,
+                       utcnow)
 
 DEFAULT_STALE_AFTER_S = 60.0
 # The background worker `./lab.sh serve` and the dashboard start exits after this long with nothing
@@ -87,7 +88,7 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
     stmt = (
         update(runs)
         .where(runs.c.id == pick.scalar_subquery(), runs.c.status == QUEUED)
-        .values(status=RUNNING, worker_id=worker_id, device=device, pid=None, heartbeat_at=now,
+        .values(status=RUNNING, worker_id=worker_id, device=device, pid=None, heartbeat_at=now, phase=STARTING,
                 # started_at is the first start; a retried run keeps it (attempts tells the rest).
                 started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1)
         .returning(*runs.c)

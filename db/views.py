@@ -32,7 +32,7 @@ DISPLAY_STATUSES = (QUEUED, RUNNING, CANCELLING, DEAD, COMPLETED, FAILED, CANCEL
 SUMMARY_COLUMNS = (
     "id", "name", "status", "config", "dataset", "encoder", "optimizer", "batch_size", "subset_size",
     "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id",
-    "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps",
+    "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps", "phase",
     "final_loss", "knn_top1", "linear_loss", "linear_top1", "error",
 )
 METRIC_COLUMNS = ("id", "run_id", "name", "step", "epoch", "value", "time")
@@ -58,6 +58,9 @@ def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_
         _latest("knn/top1", metrics.c.value).label("latest_knn_top1"),
         _latest("linear/loss", metrics.c.value).label("latest_linear_loss"),
         _latest("linear/top1", metrics.c.value).label("latest_linear_top1"),
+        # For a running run's ETA: its current speed and how long its own kNN pass took.
+        _latest("train/images_per_sec", metrics.c.value).label("latest_images_per_sec"),
+        _latest("time/knn_s", metrics.c.value).label("latest_knn_s"),
     ).order_by(runs.c.id.desc())
     if sweep_id:
         query = query.where(runs.c.sweep_id == sweep_id)
@@ -106,15 +109,21 @@ def display_status(run: dict[str, Any], now: datetime) -> str:
     return CANCELLING if run.get("cancel_requested") else RUNNING
 
 
+# Progress of a run that is not completed stops short of full: after its last step a run still
+# evaluates (kNN, linear probe) and may yet fail, so 100 % means done and nothing else.
+NOT_DONE_MAX = 0.99
+
+
 def progress(run: dict[str, Any]) -> float:
-    """Fraction done, 0..1: completed runs are full; else steps (or epochs) done over the total."""
+    """Fraction done, 0..1: completed runs are full; else steps (or epochs) done over the total,
+    at most NOT_DONE_MAX."""
     if run["status"] == COMPLETED:
         return 1.0
     if run.get("total_steps"):
         step = max(run.get("step") or 0, run.get("latest_step") or 0)
-        return min(1.0, step / run["total_steps"])
+        return min(NOT_DONE_MAX, step / run["total_steps"])
     done = max(float(run.get("epoch") or 0), float(run.get("latest_epoch") or 0))
-    return min(1.0, done / run["epochs"]) if run.get("epochs") else 0.0
+    return min(NOT_DONE_MAX, done / run["epochs"]) if run.get("epochs") else 0.0
 
 
 def duration_s(run: dict[str, Any], now: datetime) -> float | None:

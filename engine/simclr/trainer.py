@@ -4,6 +4,11 @@ Data lives in memory as uint8 tensors (on the training device when it is a GPU);
 draws a batch of indices, makes two augmented views of every image on the device, runs both
 views through the model in one pass and minimizes NT-Xent. Every epoch ends with a checkpoint;
 the kNN monitor runs every `eval_every` epochs and at the end; the linear probe runs at the end.
+
+The run's phase (training, kNN, linear probe, checkpoint) is recorded as it changes, and each
+phase's wall time is logged (time/epoch_s, time/knn_s, time/linear_s, time/checkpoint_s): the
+dashboard's estimates and ETAs are built from these measured times. A cancel request is honoured
+between training steps and between evaluation batches.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from sqlalchemy import Engine, func
 
 from db.config import RunConfig
 from db.models import runs
-from db.queries import delete_metrics_after, update_run
+from db.queries import delete_metrics_after, set_phase, update_run
+from db.status import CHECKPOINT, KNN, PROBE, TRAINING
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
@@ -50,6 +56,11 @@ class RunContext:
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
+
+    def check_cancel(self) -> None:
+        """Raise RunCancelled once a cancel was requested (called between steps and eval batches)."""
+        if self.cancel.is_set():
+            raise RunCancelled()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -122,13 +133,24 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     knn_acc = None
     feats: dict[str, torch.Tensor] | None = None  # set by the last epoch's evaluation
 
-    def knn(f: dict[str, torch.Tensor]) -> float:
-        return knn_top1(f["train"], data.train_labels, f["test"], data.test_labels,
-                        k=cfg.knn_k, temperature=cfg.knn_temperature)
+    def phase(name: str) -> float:
+        """Record the new phase; returns its start time (for the time/* metrics)."""
+        set_phase(ctx.db, ctx.run_id, name)
+        return time.perf_counter()
+
+    def knn(step: int, epoch: float) -> tuple[dict[str, torch.Tensor], float]:
+        t0 = phase(KNN)
+        f = _features(model, data, mean, std, device, amp, ctx.check_cancel)
+        acc = knn_top1(f["train"], data.train_labels, f["test"], data.test_labels,
+                       k=cfg.knn_k, temperature=cfg.knn_temperature, check=ctx.check_cancel)
+        logger.log("knn/top1", acc, step, epoch)
+        logger.log("time/knn_s", time.perf_counter() - t0, step, epoch)
+        return f, acc
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         epoch_loss = torch.zeros((), device=device)
+        epoch_start = phase(TRAINING)
         window_start, window_images = time.perf_counter(), 0
         for batch in _batches(cfg, data, images, n_steps, shuffle_gen, device, augment, aug_gen):
             if ctx.cancel.is_set():
@@ -163,31 +185,33 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
 
         mean_loss = (epoch_loss / n_steps).item()
         logger.log("epoch/loss", mean_loss, step, epoch + 1)
+        logger.log("time/epoch_s", time.perf_counter() - epoch_start, step, epoch + 1)
         summary["final_loss"] = mean_loss
         if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
-            feats = _features(model, data, mean, std, device, amp)
-            knn_acc = knn(feats)
-            logger.log("knn/top1", knn_acc, step, epoch + 1)
+            feats, knn_acc = knn(step, epoch + 1)
             summary["knn_top1"] = knn_acc
         logger.set_progress(epoch=epoch + 1, step=step, final_loss=mean_loss, knn_top1=summary.get("knn_top1"))
         logger.flush()
         # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
+        t0 = phase(CHECKPOINT)
         save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, model, optimizer, scheduler, epoch + 1, step,
                                                                aug_gen, shuffle_gen))
         update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
+        logger.log("time/checkpoint_s", time.perf_counter() - t0, step, epoch + 1)
         ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
                 + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
 
     # Linear probe on the final encoder: the last epoch always evaluates, so its features are at
     # hand, unless this process resumed after the last checkpoint and trained no epoch at all.
-    if ctx.cancel.is_set():
-        raise RunCancelled()
+    ctx.check_cancel()
     if feats is None:
-        feats = _features(model, data, mean, std, device, amp)
-        summary["knn_top1"] = knn(feats)
-    lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels)
+        feats, summary["knn_top1"] = knn(step, cfg.epochs)
+    t0 = phase(PROBE)
+    lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels,
+                                     check=ctx.check_cancel)
     logger.log("linear/loss", lin_loss, step, cfg.epochs)
     logger.log("linear/top1", lin_top1, step, cfg.epochs)
+    logger.log("time/linear_s", time.perf_counter() - t0, step, cfg.epochs)
     logger.flush()
     summary.update(linear_loss=lin_loss, linear_top1=lin_top1)
     ctx.log(f"linear probe: loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
@@ -221,8 +245,8 @@ def loader_workers() -> int:
 
 
 def _features(model: SimCLRModel, data: ImageData, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
-              amp: torch.dtype | None) -> dict[str, torch.Tensor]:
-    return {split: extract_features(model.encoder, imgs, mean, std, device=device, autocast_dtype=amp)
+              amp: torch.dtype | None, check: Callable[[], None]) -> dict[str, torch.Tensor]:
+    return {split: extract_features(model.encoder, imgs, mean, std, device=device, autocast_dtype=amp, check=check)
             for split, imgs in (("train", data.train_images), ("test", data.test_images))}
 
 
