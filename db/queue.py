@@ -24,7 +24,7 @@ from db.config import ConfigError, RunConfig, config_fields, config_from_text, r
 from db.models import runs, workers
 from db.queries import create_runs
 from db.session import is_sqlite, read_tx, write_tx
-from db.status import (ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STARTING, IllegalTransition, transition,
+from db.status import (ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, STARTING, IllegalTransition, transition,
                        utcnow)
 
 DEFAULT_STALE_AFTER_S = 60.0
@@ -59,6 +59,53 @@ def request_cancel(engine: Engine, run_id: int) -> str:
             conn.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested=True))
             return f"run {run_id} will stop at its next step and end cancelled"
         return f"run {run_id} is already {run['status']}; nothing to cancel"
+
+
+# ---------------------------------------------------------------------------------------- resume
+class CannotResume(ValueError):
+    """The run cannot be resumed now; the message says why."""
+
+
+RESUMABLE = (FAILED, CANCELLED)
+
+
+def requeue_for_resume(conn: Connection, run_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> str:
+    """Put a failed, cancelled or dead run back in the queue, to continue from its last checkpoint.
+
+    One rule for `train --resume` (which then claims it itself) and the dashboard's Resume button
+    (a worker claims it). Returns the status it had. Raises CannotResume for a completed run or
+    a running one whose heartbeat is fresh. A queued run is left as it is.
+    """
+    run = _locked_run(conn, run_id)
+    if run is None:
+        raise CannotResume(f"no run with id {run_id}")
+    status = run["status"]
+    if status == COMPLETED:
+        raise CannotResume(f"run {run_id} is already completed")
+    if status == RUNNING:
+        beat = run["heartbeat_at"]
+        if beat is not None and utcnow() - beat < timedelta(seconds=stale_after_s):
+            raise CannotResume(f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
+                               "cancel it first or wait until it is stale")
+    if status != QUEUED:
+        # A fresh start for the new attempt: no pending cancel, no old error, no old claim.
+        transition(conn, run_id, QUEUED, expect=status, cancel_requested=False, error=None, worker_id=None,
+                   pid=None, heartbeat_at=None)
+    return status
+
+
+def resume_runs(engine: Engine, run_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Requeue each run for resuming; [(run id, what happened in words)]. One bad run stops none of the others."""
+    out = []
+    for run_id in run_ids:
+        try:
+            with write_tx(engine) as conn:
+                was = requeue_for_resume(conn, run_id)
+            out.append((run_id, f"run {run_id} queued to resume from its last checkpoint (it was {was})"
+                        if was != QUEUED else f"run {run_id} is already queued"))
+        except CannotResume as e:
+            out.append((run_id, str(e)))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- claim
