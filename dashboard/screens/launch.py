@@ -158,11 +158,11 @@ def _save(grid: bool) -> None:
 
 def _plan_table(plan: lf.Plan) -> tuple[pd.DataFrame, list[float]]:
     engine = get_engine()
-    observed = views.observed_throughput(engine)
+    history = views.run_timings(engine)
     devices = [w["devices"] for w in live_workers(engine)]
     rows, seconds = [], []
     for combo, cfg in plan.runs:
-        est = estimate(cfg, observed, devices)
+        est = estimate(cfg, history, devices)
         seconds.append(est.seconds if est else float("nan"))
         rows.append({**{k: lf.value_text(v) or "all" for k, v in combo.items()},
                      "estimated time": fmt_duration(est.seconds) if est else "unknown",
