@@ -47,7 +47,8 @@ def _prepare_state() -> None:
         for name, text in lf.widget_values_for(clone).items():
             saved[SINGLE + name] = text
         saved[GRID_MODE] = False
-        state[RESULT] = ("info", "Loaded a copy of the run's configuration; change it and launch.")
+        source = state.pop(nav.CLONE_FROM_KEY, None) or "the run"
+        state[RESULT] = ("info", f"Cloned {source}: its configuration is loaded below; change it and launch.")
         for key in [k for k in state if str(k).startswith((SINGLE, GRID))]:
             del state[key]
         state[GRID_MODE] = False

@@ -16,7 +16,9 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     folder = run_dir(run)
     folder.mkdir(parents=True)
     log = folder / "log.txt"
-    log.write_text("".join(f"line {i}\n" for i in range(1000)) + "Traceback: the end\n")
+    frames = "".join(f'  File "engine/x.py", line {i}, in f{i}\n    call()\n' for i in range(40))
+    log.write_text("".join(f"line {i}\n" for i in range(1000)) + "Traceback (most recent call last):\n" + frames
+                   + "FloatingPointError: loss became NaN\nrun 2 failed: the end\n")
     ckpt = folder / "checkpoint.pt"
     ckpt.write_bytes(b"x" * 2048)
     from db.queries import update_run
@@ -26,9 +28,22 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     assert at.selectbox[0].value == run
     assert any("broken" in s.value for s in at.subheader)
     assert any("loss became NaN" in e for e in texts(at, "error"))
+    # The one-line error, and below it the end of the traceback, folded: the innermost frames and the exception.
+    trace = at.expander[0]
+    assert trace.label.startswith("Traceback")
+    shown = trace.code[0].value
+    assert shown.startswith("Traceback (most recent call last):") and shown.endswith("FloatingPointError: loss became NaN")
+    assert "in f39" in shown and "in f0\n" not in shown and "lines of outer frames left out" in shown
+    assert len(shown.splitlines()) <= 30
     assert len(at.get("plotly_chart")) == 1  # the loss chart; the others have no points yet
-    code = at.code[0].value
-    assert code.endswith("Traceback: the end") and "line 999" in code and "line 0\n" not in code
+    code = at.code[-1].value  # the log, folded too (the run has ended)
+    assert code.endswith("run 2 failed: the end") and "line 999" in code and "line 0\n" not in code
+    assert at.button(key="detail_cancel").disabled and not at.button(key="detail_resume").disabled
+    at.button(key="detail_resume").click().run()
+    from db.queries import get_run
+
+    assert get_run(db, run)["status"] == "queued"
+    assert any("queued to resume" in t for t in texts(at, "success"))
     assert any("Download checkpoint" in b.label for b in at.get("download_button"))
 
 
