@@ -122,10 +122,8 @@ def _live(run_id: int) -> None:
     for i, (title, group) in enumerate(CHARTS):
         part = df[df["name"].isin(group)]
         with cols[i % 2]:
-            if part.empty:
-                st.caption(f"{title}: no points yet")
-                continue
-            fig = charts.line_figure(part, x="step", title=title, by_name=True, height=300)
+            fig = charts.empty_figure(title, height=300) if part.empty else \
+                charts.line_figure(part, x="step", title=title, by_name=True, height=300)
             st.plotly_chart(fig, key=f"run_chart_{i}", config={"displaylogo": False})
     text = tail(run.get("log_path"))
     # Open while the run runs (that is when people watch it); folded once it has ended.

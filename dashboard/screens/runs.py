@@ -127,10 +127,9 @@ def _curves(engine: Any, selected: list[int], runs: Sequence[dict[str, Any]]) ->
     for col, metric in ((left, "train/loss"), (right, "knn/top1")):
         part = df[df["name"] == metric]
         with col:
-            if part.empty:
-                st.caption(f"{charts.METRIC_TITLES[metric]}: no points yet")
-                continue
-            fig = charts.line_figure(part, x="epoch", labels=labels, title=charts.METRIC_TITLES[metric])
+            title = charts.METRIC_TITLES[metric]
+            fig = charts.empty_figure(title) if part.empty else \
+                charts.line_figure(part, x="epoch", labels=labels, title=title)
             st.plotly_chart(fig, key=f"runs_chart_{metric}", config={"displaylogo": False})
 
 

@@ -35,7 +35,12 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     assert shown.startswith("Traceback (most recent call last):") and shown.endswith("FloatingPointError: loss became NaN")
     assert "in f39" in shown and "in f0\n" not in shown and "lines of outer frames left out" in shown
     assert len(shown.splitlines()) <= 30
-    assert len(at.get("plotly_chart")) == 1  # the loss chart; the others have no points yet
+    import json
+
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    # Four charts in place either way: the loss chart, and three frames that say they have no points yet.
+    empty = [s for s in specs if any(a.get("text") == "no points yet" for a in s["layout"].get("annotations", []))]
+    assert len(specs) == 4 and len(empty) == 3
     code = at.code[-1].value  # the log, folded too (the run has ended)
     assert code.endswith("run 2 failed: the end") and "line 999" in code and "line 0\n" not in code
     assert at.button(key="detail_cancel").disabled and not at.button(key="detail_resume").disabled
