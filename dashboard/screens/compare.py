@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import streamlit as st
 
 from dashboard import charts, results
-from dashboard.common import get_engine, run_label
+from dashboard.common import get_engine, prepared_download, run_label
 from db import views
 from db.status import COMPLETED
 
@@ -73,14 +73,14 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
     st.plotly_chart(fig, key="cmp_chart", config={"displaylogo": False})
 
     def full_csv() -> bytes:
-        # Every point, not the drawn sample; built only when the button is clicked.
+        # Every point, not the drawn sample.
         full = charts.add_x(charts.frame(views.metric_columns(engine, ids, [metric])), by_id)
         full.insert(1, "run", full["run_id"].map(lambda i: run_label(by_id[i])))
         return full.drop(columns=["id"]).rename(columns={"wall_min": "wall_time_min"}).to_csv(index=False).encode()
 
-    st.download_button("Download curves (CSV, every point)", data=full_csv,
-                       file_name=f"curves-{metric.replace('/', '_')}.csv", mime="text/csv", key="cmp_curves_csv",
-                       on_click="ignore")
+    prepared_download("cmp_curves_csv", "curves (CSV, every point)", full_csv,
+                      file_name=f"curves-{metric.replace('/', '_')}.csv", mime="text/csv",
+                      signature=(tuple(ids), metric, views.max_metric_id(engine)))
 
 
 def _seed_tables(runs: Sequence[dict[str, Any]]) -> None:
@@ -118,7 +118,10 @@ def render() -> None:
     if diff.empty:
         st.caption("All chosen runs have the same configuration." if len(runs) > 1 else "One run chosen.")
     else:
-        st.dataframe(diff, key="cmp_config_diff")
+        # One row per run, one column per differing field: long run names sit in one wide first
+        # column instead of heading (and being cut in) narrow columns; the short field names head them.
+        st.dataframe(diff.T, key="cmp_config_diff",
+                     column_config={"_index": st.column_config.TextColumn("run", width="large")})
 
 
 if __name__ == "__main__":

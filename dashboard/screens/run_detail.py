@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, charts, live, nav
-from dashboard.common import fmt_duration, fmt_time, get_engine, run_label
+from dashboard.common import fmt_duration, fmt_time, get_engine, prepared_download, run_label
 from dashboard.launch_form import value_text
 from db import views
 from db.status import FAILED, FINISHED, QUEUED, RUNNING
@@ -168,11 +168,11 @@ def render() -> None:
         nav.clone_into_launch(run["config"], run_label(run))
     ckpt = run.get("checkpoint_path")
     if ckpt and Path(ckpt).is_file():
-        size_mb = Path(ckpt).stat().st_size / 1e6
-        # A callable: the file is read only when someone clicks, not on every redraw.
-        c4.download_button(f"Download checkpoint ({size_mb:.1f} MB)", data=lambda: Path(ckpt).read_bytes(),
-                           file_name=f"run-{run_id}-checkpoint.pt", mime="application/octet-stream",
-                           key="detail_checkpoint", on_click="ignore")
+        stat = Path(ckpt).stat()
+        # Read when asked, not on every redraw (checkpoints are large); a new epoch's checkpoint is a new file.
+        prepared_download("detail_checkpoint", f"checkpoint ({stat.st_size / 1e6:.1f} MB)",
+                          lambda: Path(ckpt).read_bytes(), file_name=f"run-{run_id}-checkpoint.pt",
+                          mime="application/octet-stream", signature=(ckpt, stat.st_mtime_ns), where=c4)
     else:
         c4.caption("No checkpoint yet (one is written after every epoch).")
 

@@ -49,7 +49,10 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
 
     assert get_run(db, run)["status"] == "queued"
     assert any("queued to resume" in t for t in texts(at, "success"))
+    # Prepared when asked, then an ordinary download of bytes in hand (not a deferred callable).
+    at.button(key="detail_checkpoint_prepare").click().run()
     assert any("Download checkpoint" in b.label for b in at.get("download_button"))
+    assert at.session_state["detail_checkpoint"][1] == b"x" * 2048
 
 
 def test_unknown_run_id_says_so(app, db: Engine) -> None:
