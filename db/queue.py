@@ -44,7 +44,7 @@ class NoSuchRun(LookupError):
 
 # ---------------------------------------------------------------------------------------- cancel
 def request_cancel(engine: Engine, run_id: int) -> str:
-    """Cancel a run: a queued one at once, a running one at its next step boundary.
+    """Cancel a run: a queued one at once, a running one at its next step or evaluation batch.
 
     Returns what happened, in words, for the CLI and the dashboard.
     """
@@ -57,7 +57,7 @@ def request_cancel(engine: Engine, run_id: int) -> str:
             return f"run {run_id} cancelled (it was queued)"
         if run["status"] in (QUEUED, RUNNING):  # queued lost a race to a worker: now running
             conn.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested=True))
-            return f"run {run_id} will stop at its next step and end cancelled"
+            return f"run {run_id} will stop within seconds (at its next step or evaluation batch) and end cancelled"
         return f"run {run_id} is already {run['status']}; nothing to cancel"
 
 

@@ -39,8 +39,8 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_worker)
 
     p = subparsers.add_parser(
-        "cancel", help="cancel runs: queued ones at once, running ones at their next step",
-        description="A queued run is cancelled at once; a running one stops at its next step boundary, "
+        "cancel", help="cancel runs: queued ones at once, running ones within seconds",
+        description="A queued run is cancelled at once; a running one stops at its next step or evaluation batch, "
                     "keeps its last checkpoint and ends cancelled.")
     p.add_argument("run_ids", nargs="*", type=int, metavar="RUN_ID")
     p.add_argument("--sweep", metavar="SWEEP_ID", help="cancel every queued or running run of this sweep")

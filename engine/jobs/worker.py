@@ -48,7 +48,7 @@ from db.session import default_url, make_engine
 from db.status import utcnow
 
 HEARTBEAT_S = 5.0
-# A run asked to cancel stops at its next step boundary on its own; this is the backstop for one
+# A run asked to cancel stops at its next step or evaluation batch on its own; this is the backstop for one
 # that does not (stuck in a long evaluation, hung): after this long it is killed and ends cancelled.
 CANCEL_GRACE_S = 60.0
 

@@ -275,7 +275,7 @@ def test_cancel_cli(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: pytest
     queue.claim_next(engine, "w", "cpu")  # a is running
     assert main(["--db", sqlite_url, "cancel", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert f"run {a} will stop at its next step" in out and f"run {b} cancelled (it was queued)" in out
+    assert f"run {a} will stop within seconds" in out and f"run {b} cancelled (it was queued)" in out
     assert main(["--db", sqlite_url, "cancel", "999"]) == 1
     assert "no run with id 999" in capsys.readouterr().err
     assert get_run(engine, c)["status"] == QUEUED
