@@ -84,8 +84,11 @@ def _figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
 
 
 ACCURACY_METRICS = ("knn/top1", "linear/top1")
-# Legend above the plot, under the title: below it, a legend covers the x axis title.
-LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
+# A few curves: the legend in a row above the plot (below it, it covers the x axis title). More:
+# a column on the right, which grows downwards instead of up into the title.
+LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
+LEGEND_RIGHT = {"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02}
+MAX_LEGEND_ABOVE = 4
 
 
 def _axis_range(values: np.ndarray) -> list[float] | None:
@@ -103,7 +106,7 @@ def _layout(title: str, height: int, x_title: str, y_title: str, n_traces: int) 
         "title": {"text": title, "y": 0.98, "yanchor": "top"}, "height": height,
         "margin": {"l": 10, "r": 10, "t": 70 if title else 30, "b": 10},
         "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}},
-        "legend": LEGEND, "showlegend": True,  # also for one trace: every curve carries its run's name
+        "legend": LEGEND_ABOVE if n_traces <= MAX_LEGEND_ABOVE else LEGEND_RIGHT, "showlegend": True,  # also for one trace: every curve carries its run's name
         # a constant uirevision keeps the user's zoom and hidden traces when a live chart redraws
         "uirevision": "keep", "hovermode": "x unified" if n_traces <= 10 else "closest",
     }
@@ -134,6 +137,8 @@ def line_figure(df: pd.DataFrame, *, x: str = "step", labels: Mapping[int, str] 
         layout["yaxis"]["range"] = y_range
     if not df.empty and (x_range := _axis_range(df[column].to_numpy(dtype=float))) is not None:
         layout["xaxis"]["range"] = x_range
+        if float(df[column].iloc[0]).is_integer():  # steps, images: no tick at step 0.5
+            layout["xaxis"]["dtick"] = max(1, round(x_range[1] / 4))
     return _figure(traces, layout)
 
 

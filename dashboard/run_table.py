@@ -17,25 +17,28 @@ import streamlit as st
 from dashboard import nav
 from dashboard.common import fmt_duration, fmt_time
 from db.status import RUNNING
+from db.views import CANCELLING
 
+# Widths in pixels where the content is known to be short: the default columns must fit the ~940 px
+# a 1400 px window leaves beside the sidebar.
 COLUMN_CONFIG = {
-    "id": st.column_config.NumberColumn("id", format="%d", width="small"),
-    "name": st.column_config.TextColumn("name", width="medium", help="the run's name (a sweep's runs: their grid values)"),
-    "status": st.column_config.TextColumn("status", width="small"),
-    "phase": st.column_config.TextColumn("phase", width="small", help="what a running run does now"),
+    "id": st.column_config.NumberColumn("id", format="%d", width=45),
+    "name": st.column_config.TextColumn("name", width=170, help="the run's name (a sweep's runs: their grid values)"),
+    "status": st.column_config.TextColumn("status", width=85),
+    "phase": st.column_config.TextColumn("phase", width=80, help="what a running run does now"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
-                                                width="small", help="100 % only once the run is completed"),
-    "ETA": st.column_config.TextColumn("ETA", width="small", help="time left, from the run's own speed"),
-    "loss": st.column_config.NumberColumn("loss", format="%.4f", width="small", help="latest train/loss (NT-Xent)"),
-    "kNN top-1": st.column_config.NumberColumn("kNN", format="%.4f", width="small", help="kNN top-1 accuracy"),
-    "linear top-1": st.column_config.NumberColumn("linear", format="%.4f", width="small",
+                                                width=80, help="100 % only once the run is completed"),
+    "ETA": st.column_config.TextColumn("ETA", width=80, help="time left, from the run's own speed"),
+    "loss": st.column_config.NumberColumn("loss", format="%.4f", width=65, help="latest train/loss (NT-Xent)"),
+    "kNN top-1": st.column_config.NumberColumn("kNN", format="%.4f", width=65, help="kNN top-1 accuracy"),
+    "linear top-1": st.column_config.NumberColumn("linear", format="%.4f", width=65,
                                                   help="linear probe top-1 accuracy (test set)"),
-    "duration": st.column_config.TextColumn("duration", width="small"),
-    "batch": st.column_config.NumberColumn("batch", format="%d", width="small"),
-    "subset": st.column_config.TextColumn("subset", width="small"),
-    "epochs": st.column_config.NumberColumn("epochs", format="%d", width="small"),
-    "seed": st.column_config.NumberColumn("seed", format="%d", width="small"),
-    "open": st.column_config.LinkColumn("open", display_text="details", width="small"),
+    "duration": st.column_config.TextColumn("duration", width=85),
+    "batch": st.column_config.NumberColumn("batch", format="%d", width=60),
+    "subset": st.column_config.TextColumn("subset", width=60),
+    "epochs": st.column_config.NumberColumn("epochs", format="%d", width=60),
+    "seed": st.column_config.NumberColumn("seed", format="%d", width=50),
+    "open": st.column_config.LinkColumn("open", display_text="details", width=65),
 }
 COLUMNS = ["id", "name", "status", "phase", "progress", "ETA", "loss", "kNN top-1", "linear top-1", "duration",
            "dataset", "encoder", "optimizer", "batch", "subset", "epochs", "seed", "device", "sweep", "created",
@@ -43,7 +46,7 @@ COLUMNS = ["id", "name", "status", "phase", "progress", "ETA", "loss", "kNN top-
 # What fits at 1400 px beside the sidebar: the results and the time; the rest in the column chooser
 # (the long sweep label is the Sweep filter's business, and the run page's).
 DEFAULT_COLUMNS = ["id", "name", "status", "phase", "progress", "ETA", "loss", "kNN top-1", "linear top-1",
-                   "duration", "batch", "subset", "open"]
+                   "duration", "open"]
 
 
 def frame(runs: Sequence[dict[str, Any]], etas: Mapping[int, float | None] | None = None) -> pd.DataFrame:
@@ -51,7 +54,7 @@ def frame(runs: Sequence[dict[str, Any]], etas: Mapping[int, float | None] | Non
     etas = etas or {}
     for r in runs:
         cfg = r.get("config") or {}
-        live = r["status"] == RUNNING
+        live = r["display_status"] in (RUNNING, CANCELLING)  # a dead run is doing nothing
         rows.append({
             "id": r["id"], "name": r.get("name") or "", "status": r["display_status"],
             "phase": (r.get("phase") or "") if live else "", "progress": r["progress"],

@@ -57,7 +57,7 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
     if not names:
         st.caption("No metrics logged yet.")
         return
-    c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
     if st.session_state.get(METRIC) not in names:
         st.session_state[METRIC] = "train/loss" if "train/loss" in names else names[0]
     metric = c1.selectbox("Metric", names, key=METRIC, format_func=lambda n: f"{n} ({charts.METRIC_TITLES.get(n, n)})")

@@ -73,9 +73,10 @@ def traceback_tail(log: str | None, max_lines: int = TRACEBACK_LINES) -> str | N
 def _status(run: dict[str, Any], eta: float | None = None) -> None:
     status = run["display_status"]
     line = f"**Status:** {status}"
-    if run["status"] == RUNNING and run.get("phase"):
+    live_now = status in (RUNNING, views.CANCELLING)  # a dead run is doing nothing, and has no ETA
+    if live_now and run.get("phase"):
         line += f" · {run['phase']}"
-    if eta is not None:
+    if live_now and eta is not None:
         line += f" · about {fmt_duration(eta)} left"
     if run.get("device"):
         line += f" · device {run['device']}"

@@ -31,7 +31,7 @@ def render() -> None:
     st.title("Runs")
     engine = get_engine()
     sweeps = {s["sweep_id"]: s["runs"] for s in views.sweeps(engine)}
-    c1, c2, c3 = st.columns([4, 4, 1], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([3, 3, 1], vertical_alignment="bottom")
     statuses = c1.multiselect("Status", list(views.DISPLAY_STATUSES), key=STATUS_FILTER,
                               help="dead: the run's heartbeat stopped (its worker or machine is gone)")
     if st.session_state.get(SWEEP_FILTER) not in ("", *sweeps):
