@@ -26,16 +26,18 @@ from db.status import KNN, PROBE, RUNNING, STARTING
 GMAC_AT_32 = {("resnet18", "cifar"): 0.56, ("resnet18", "imagenet"): 0.037,
               ("resnet50", "cifar"): 1.30, ("resnet50", "imagenet"): 0.084}
 # Sustained training FLOP/s when no finished run says better. CUDA: DESIGN's goal of a CIFAR-10
-# epoch (100,000 views) of RN18-cifar in 4 s on an H100 is ~8e13; CPU: measured with
-# bench/estimate_accuracy.py on the 2-core test machine (small images, fp32).
-ASSUMED_FLOPS = {"cuda": 8e13, "cpu": 2e10}
+# epoch (100,000 views) of RN18-cifar in 4 s on an H100 is ~8e13; CPU: the engine's step on the
+# 2-core test machine (BENCHMARKS.md, training throughput: 312 images/s x 0.037 GMAC with the
+# imagenet stem, 24 images/s x 0.56 GMAC with the cifar stem) is ~1.5e11.
+ASSUMED_FLOPS = {"cuda": 8e13, "cpu": 1.5e11}
 # One training image = 2 views x (forward + backward ~ 3 forwards) x 2 FLOP per MAC.
 TRAIN_FLOPS_PER_GMAC = 2 * 3 * 2 * 1e9
 # Evaluation embeds one view, forward only: ~1/6 of a training image.
 EVAL_COST_RATIO = 1 / 6
-# Model values for the parts a FLOP count does not cover (measured on the test machine, CPU).
+# Rough values for the parts a FLOP count does not cover, from tiny runs on the test machine (CPU);
+# any finished run replaces them with its own measurements.
 STARTUP_S = 15.0  # the process starts, imports torch, loads its data
-LINEAR_S_PER_IMAGE = 2e-3  # L-BFGS on 512-d features, per labelled training image
+LINEAR_S_PER_IMAGE = 3e-3  # L-BFGS on 512-d features, per labelled training image
 CHECKPOINT_S = 0.3
 
 
