@@ -335,9 +335,11 @@ def test_runs_outlive_the_server_and_cancel_in_evaluation_takes_seconds(server: 
     page.get_by_text(re.compile(r"will stop|cancelled")).first.wait_for()  # the button confirmed it
     page.reload()
     page.get_by_text(re.compile(r"Status:\s*cancelled")).wait_for()
-    expect(page.get_by_role("button", name="Resume", exact=True)).to_be_enabled()
-    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_disabled()
+    _settle(page)
     _shot(page, "12-run-detail-cancelled")
+    # What can apply is enabled, what cannot is not.
+    expect(page.get_by_role("button", name="Resume", exact=True)).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_disabled(timeout=UI_TIMEOUT_MS)
     page.goto(f"{server.url}/compare?runs={run_id},{heavy}")
     page.get_by_text("Configuration differences").wait_for()
     _settle(page)
