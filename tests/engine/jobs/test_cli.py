@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,9 +114,11 @@ def test_train_help_shows_every_fields_range_and_default(capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    section = text.split("run configuration:", 1)[1]
+    entries = {e.split()[0]: e for e in re.split(r" (?=--[a-z-]+ [A-Z]+ )", " " + section) if e.strip()}
     for f in config_fields():
         flag = flag_name(f.name)
-        entry = text.split(flag, 2)[2].split(" --", 1)[0]  # the flag's help (after its usage mention)
+        entry = entries[flag]
         assert "default" in entry, (flag, entry)
         m = f.metadata
         if "choices" in m:
