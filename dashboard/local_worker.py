@@ -59,6 +59,7 @@ class LocalWorker:
     last_check: float = 0.0
     retry_after: float = 0.0
     last_exit: str | None = None  # why the last one ended, for the sidebar
+    last_status: str = "waiting for a worker"  # what the last look at the workers table found
     log_path: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,16 +80,18 @@ class LocalWorker:
             others = live_workers(engine, within_s=WORKER_FRESH_S)
             if others:
                 where = ", ".join(f"pid {w['pid']} on {w['hostname']}" for w in others)
-                return f"{len(others)} worker{'s' if len(others) > 1 else ''} alive ({where})"
+                self.last_status = f"{len(others)} worker{'s' if len(others) > 1 else ''} alive ({where})"
+                return self.last_status
             if now < self.retry_after:
                 return f"local worker failed ({self.last_exit}); retrying in {int(self.retry_after - now)} s"
             self._start(now)
             return f"local worker started (pid {self.proc.pid}; log {self.log_path})"
 
     def _status_without_check(self) -> str:
+        # Between looks (every CHECK_EVERY_S), repeat what the last one found rather than "waiting".
         if self.last_exit:
             return f"local worker ended: {self.last_exit}"
-        return "waiting for a worker"
+        return self.last_status
 
     def _start(self, now: float) -> None:
         self.log_path = local_worker_log()

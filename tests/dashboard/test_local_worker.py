@@ -66,6 +66,7 @@ def test_not_started_when_a_worker_heartbeats(db: Engine, enabled: None, sqlite_
     register_worker(db, "elsewhere:1:0", hostname="elsewhere", pid=1, slots=1, devices="cuda:0")
     worker = LocalWorker(sqlite_url, _sleeper(60))
     assert worker.ensure(db) == "1 worker alive (pid 1 on elsewhere)"
+    assert worker.ensure(db) == "1 worker alive (pid 1 on elsewhere)"  # between looks: what the last one found
     assert worker.proc is None
 
 
