@@ -261,9 +261,9 @@ def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  
 
 
 # ------------------------------------------------------------------ runs outlive the dashboard
-# 40 steps on tiny images: long enough to stop the server mid-run, short enough to wait for.
+# 30 steps on tiny images: long enough to stop the server mid-run, short enough to wait for.
 OUTLIVE = ["--dataset", "synthetic", "--image-size", "16", "--stem", "imagenet", "--projection-dim", "16",
-           "--batch-size", "32", "--subset-size", "320", "--epochs", "4", "--eval-every", "4", "--knn-k", "10"]
+           "--batch-size", "32", "--subset-size", "320", "--epochs", "3", "--eval-every", "3", "--knn-k", "10"]
 # One short epoch, then a kNN pass over 1,200 images at 64 px: seconds of evaluation to cancel in.
 EVAL_HEAVY = ["--dataset", "synthetic", "--image-size", "64", "--stem", "imagenet", "--projection-dim", "16",
               "--batch-size", "32", "--subset-size", "32", "--epochs", "1", "--knn-k", "10"]
