@@ -16,7 +16,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
     logits = z @ z.T / temperature
     logits.fill_diagonal_(float("-inf"))
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    # Made on z's device: a host-made tensor would be a blocking copy to the GPU every step.
+    targets = torch.arange(n, 3 * n, device=z.device) % (2 * n)
     return F.cross_entropy(logits, targets)
 
 
