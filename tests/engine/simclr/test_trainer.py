@@ -25,9 +25,14 @@ def claimed_run(db, cfg: RunConfig) -> int:  # noqa: ANN001
     return run_id
 
 
-def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> None:
+# The CPU run, and the same on a GPU where there is one (bench/gpu_check.py runs `pytest -m cuda`).
+DEVICES = pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+
+
+@DEVICES
+def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str, device: str) -> None:
     db = make_engine(sqlite_url)
-    cfg = tiny_config(epochs=2)
+    cfg = tiny_config(epochs=2, device=device)
     run_id = claimed_run(db, cfg)
     assert execute_run(db, run_id, log=lambda m: None) == "completed"
 
@@ -48,7 +53,8 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> N
     assert state["epoch"] == 2 and state["step"] == steps and state["config"] == cfg.to_dict()
 
 
-def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@DEVICES
+def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, device: str) -> None:
     """Stop after epoch 1 (as a crash would), resume, and get the same steps exactly once."""
     import functools
 
@@ -57,7 +63,7 @@ def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: p
     # Write every row at once, so that the crashed step's rows are in the database for sure.
     monkeypatch.setattr(trainer, "MetricLogger", functools.partial(trainer.MetricLogger, interval_s=0.0))
     db = make_engine(sqlite_url)
-    cfg = tiny_config(epochs=2, eval_every=5)
+    cfg = tiny_config(epochs=2, eval_every=5, device=device)
     run_id = claimed_run(db, cfg)
 
     class CrashInEpoch2(Exception):
@@ -287,3 +293,20 @@ def test_compile_auto_means_on_with_cuda_only() -> None:
     assert not compile_enabled(tiny_config(), torch.device("cpu"))
     assert compile_enabled(tiny_config(compile="on"), torch.device("cpu"))
     assert not compile_enabled(tiny_config(compile="off"), torch.device("cuda"))
+
+
+@pytest.mark.cuda
+def test_cuda_steps_never_sync_with_the_host() -> None:
+    """On a GPU, torch itself reports every synchronizing call: none may happen in a step."""
+    from engine.simclr.trainer import build_training
+
+    t = build_training(tiny_config(device="cuda", subset_size=160), torch.device("cuda"))  # 5 steps
+    batches = t.batches()
+    t.step(next(batches))  # the epoch's shuffle is copied to the device here, once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = [t.step(next(batches)) for _ in range(4)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(loss.is_cuda for loss in losses) and torch.isfinite(torch.stack(losses)).all()
