@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from db.config import PROJECT_ROOT, ConfigError, RunConfig
-from engine import data
+from engine.simclr import data
 from engine.simclr.data import DataError, load_dataset, stratified_subset
 
 SHARED_CIFAR10 = PROJECT_ROOT.parent / "shared" / "datasets" / "cifar10"
