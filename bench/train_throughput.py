@@ -32,7 +32,8 @@ from db.status import RUNNING, transition
 from engine.simclr.loss import nt_xent
 from engine.simclr.model import build_model
 from engine.simclr.optim import build_optimizer
-from engine.simclr.trainer import RunContext, autocast_dtype, resolve_device, train
+from engine.simclr.trainer import (RunContext, autocast_dtype, compile_enabled, memory_format, resolve_device,
+                                   train, tune_backends)
 
 
 class _Stop(Exception):
@@ -47,8 +48,12 @@ def engine_images_per_sec(cfg: RunConfig, db_url: str, warmup: int, steps: int) 
         transition(conn, run_id, RUNNING)
     marks: dict[int, float] = {}
 
+    cuda = resolve_device(cfg.device).type == "cuda"
+
     def on_step(step: int, total: int, loss: torch.Tensor) -> None:
-        if cfg.device.startswith("cuda") or cfg.device == "auto" and torch.cuda.is_available():
+        if step not in (warmup, warmup + steps):
+            return
+        if cuda:  # only at the two marks: a sync per step would stop the host from queueing ahead
             torch.cuda.synchronize()
         marks[step] = time.perf_counter()
         if step == warmup + steps:
@@ -66,13 +71,13 @@ def ceiling_images_per_sec(cfg: RunConfig, warmup: int, steps: int) -> float:
     """Forward + backward + optimizer step only, on a tensor made once."""
     device = resolve_device(cfg.device)
     amp = autocast_dtype(cfg, device)
-    model = build_model(cfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    tune_backends(device)
+    layout = memory_format(device)
+    model = build_model(cfg).to(device, memory_format=layout)
+    forward = torch.compile(model) if compile_enabled(cfg, device) else model
     opt = build_optimizer(cfg, model)
     x = torch.randn(2 * cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=layout)
     t0 = 0.0
     for i in range(warmup + steps):
         if i == warmup:
@@ -80,7 +85,7 @@ def ceiling_images_per_sec(cfg: RunConfig, warmup: int, steps: int) -> float:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            z = model(x)
+            z = forward(x)
         loss = nt_xent(z[: cfg.batch_size], z[cfg.batch_size:], cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
