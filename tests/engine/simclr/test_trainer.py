@@ -25,14 +25,15 @@ def claimed_run(db, cfg: RunConfig) -> int:  # noqa: ANN001
     return run_id
 
 
-# The CPU run, and the same on a GPU where there is one (bench/gpu_check.py runs `pytest -m cuda`).
+# The CPU run, and the same on a GPU where there is one (bench/gpu_check.py runs `pytest -m cuda`;
+# the tests run eager there: the GPU check times the compiled model, and compiling costs a minute).
 DEVICES = pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 
 
 @DEVICES
 def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str, device: str) -> None:
     db = make_engine(sqlite_url)
-    cfg = tiny_config(epochs=2, device=device)
+    cfg = tiny_config(epochs=2, device=device, compile="off")
     run_id = claimed_run(db, cfg)
     assert execute_run(db, run_id, log=lambda m: None) == "completed"
 
@@ -63,7 +64,7 @@ def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: p
     # Write every row at once, so that the crashed step's rows are in the database for sure.
     monkeypatch.setattr(trainer, "MetricLogger", functools.partial(trainer.MetricLogger, interval_s=0.0))
     db = make_engine(sqlite_url)
-    cfg = tiny_config(epochs=2, eval_every=5, device=device)
+    cfg = tiny_config(epochs=2, eval_every=5, device=device, compile="off")
     run_id = claimed_run(db, cfg)
 
     class CrashInEpoch2(Exception):
@@ -300,7 +301,8 @@ def test_cuda_steps_never_sync_with_the_host() -> None:
     """On a GPU, torch itself reports every synchronizing call: none may happen in a step."""
     from engine.simclr.trainer import build_training
 
-    t = build_training(tiny_config(device="cuda", subset_size=160), torch.device("cuda"))  # 5 steps
+    cfg = tiny_config(device="cuda", subset_size=160, compile="off")  # 5 steps
+    t = build_training(cfg, torch.device("cuda"))
     batches = t.batches()
     t.step(next(batches))  # the epoch's shuffle is copied to the device here, once
     torch.cuda.synchronize()
