@@ -156,7 +156,8 @@ def unpack(pack: Path) -> Path:
             for c in classes:
                 (folder / split / c).mkdir(parents=True, exist_ok=True)
             for i, label in enumerate(labels.tolist()):
-                (folder / split / classes[label] / f"{i:05d}.jpg").write_bytes(data[offsets[i]:offsets[i + 1]].tobytes())
+                jpeg = data[offsets[i]:offsets[i + 1]].tobytes()
+                (folder / split / classes[label] / f"{i:05d}.jpg").write_bytes(jpeg)
     done.touch()
     return folder
 

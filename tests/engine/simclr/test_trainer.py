@@ -208,7 +208,8 @@ class HostReadGuard:
         for name in HOST_READS:
             original = getattr(torch.Tensor, name)
 
-            def guard(tensor: torch.Tensor, *args: object, _name: str = name, _original=original, **kwargs: object):  # noqa: ANN001, ANN202
+            def guard(tensor: torch.Tensor, *args: object, _name: str = name, _original=original,  # noqa: ANN001
+                      **kwargs: object):  # noqa: ANN202
                 caller = sys._getframe(1).f_code
                 if self.active and caller.co_filename.startswith(engine_dir):
                     raise AssertionError(f"Tensor.{_name}() in {caller.co_name} ({caller.co_filename}) "
