@@ -58,8 +58,12 @@ def has_queued(engine: Engine) -> bool:
         return conn.execute(select(runs.c.id).where(runs.c.status == QUEUED).limit(1)).first() is not None
 
 
-def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | None:
+def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int | None = None) -> dict[str, Any] | None:
     """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
+
+    `max_devices`: take only a run whose config asks for at most that many devices (the free GPUs
+    of a worker); None for any. A run that does not fit waits for one that has room, and smaller
+    runs behind it go first.
 
     One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
@@ -72,6 +76,8 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
     if RUNNING not in ALLOWED[QUEUED]:
         raise IllegalTransition(f"a run cannot go from {QUEUED} to {RUNNING}")
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
+    if max_devices is not None:  # configs from before the `devices` field have none: one device
+        pick = pick.where(func.coalesce(runs.c.config["devices"].as_integer(), 1) <= max_devices)
     if not is_sqlite(engine):
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
@@ -88,11 +94,14 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
         return dict(row) if row else None
 
 
-def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str) -> None:
-    """Note the run's process and log file; only while the run is still this worker's."""
+def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str,
+                   device: str | None = None) -> None:
+    """Note the run's process, log file and (when it differs from the claim's) devices; only while
+    the run is still this worker's."""
+    values: dict[str, Any] = dict(pid=pid, log_path=log_path, **({"device": device} if device else {}))
     with write_tx(engine) as conn:
         conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
-                                        runs.c.status == RUNNING).values(pid=pid, log_path=log_path))
+                                        runs.c.status == RUNNING).values(**values))
 
 
 # ----------------------------------------------------------------------- requeue / fail / recover

@@ -4,6 +4,9 @@ Data lives in memory as uint8 tensors (on the training device when it is a GPU);
 draws a batch of indices, makes two augmented views of every image on the device, runs both
 views through the model in one pass and minimizes NT-Xent. Every epoch ends with a checkpoint;
 the kNN monitor runs every `eval_every` epochs and at the end; the linear probe runs at the end.
+
+With `devices` > 1 the same function runs in every process of the run; `ctx.dp` then carries the
+data-parallel hooks (engine/simclr/distributed.py) and `dp` lines below are the only differences.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from db.queries import delete_metrics_after, update_run
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
+from engine.simclr.distributed import DataParallel, SilentLogger
 from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize
 from engine.simclr.loss import nt_xent
 from engine.simclr.metrics_log import MetricLogger
@@ -46,6 +50,7 @@ class RunContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     on_step: Callable[[int, int, float], None] | None = None  # (step, total_steps, loss): progress display
     log: Callable[[str], None] = print
+    dp: DataParallel | None = None  # set when this is one of the run's several processes
 
     @property
     def checkpoint_path(self) -> Path:
@@ -115,11 +120,20 @@ class Training:
     shuffle_gen: torch.Generator
     n_steps: int
     amp: torch.dtype | None
+    dp: DataParallel | None = None  # one of several processes (engine/simclr/distributed.py)
+
+    @property
+    def rank(self) -> int:
+        return self.dp.rank if self.dp else 0
+
+    @property
+    def world(self) -> int:
+        return self.dp.world if self.dp else 1
 
     def batches(self) -> Iterator[torch.Tensor]:
-        """One epoch of [2B,3,S,S] float batches in [0,1]: the B first views, then the B second views."""
+        """One epoch of this process's [2b,3,S,S] float batches in [0,1] (see `_batches`)."""
         return _batches(self.cfg, self.data, self.images, self.n_steps, self.shuffle_gen, self.device,
-                        self.augment, self.aug_gen)
+                        self.augment, self.aug_gen, self.rank, self.world)
 
     def step(self, batch: torch.Tensor) -> torch.Tensor:
         """One optimisation step on a batch from `batches`; returns the loss, detached, on the device.
@@ -132,12 +146,16 @@ class Training:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             z = self.forward(views)
         half = len(views) // 2
-        loss = nt_xent(z[:half], z[half:], self.cfg.temperature)
+        if self.dp:
+            loss = self.dp.nt_xent(z[:half], z[half:], self.cfg.temperature)
+        else:
+            loss = nt_xent(z[:half], z[half:], self.cfg.temperature)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return loss.detach()
+        # With several processes: the global batch's loss, for the metrics (a queued collective).
+        return self.dp.mean(loss) if self.dp else loss.detach()
 
     def features(self) -> dict[str, torch.Tensor]:
         """Encoder features of the labelled train and test images (eager: evaluation never compiles)."""
@@ -150,7 +168,8 @@ class Training:
                         k=self.cfg.knn_k, temperature=self.cfg.knn_temperature)
 
 
-def build_training(cfg: RunConfig, device: torch.device, data: ImageData | None = None) -> Training:
+def build_training(cfg: RunConfig, device: torch.device, data: ImageData | None = None,
+                   dp: DataParallel | None = None) -> Training:
     """Data on the device, model, optimizer, schedule, augmentation and generators (seeded)."""
     tune_backends(device)
     torch.manual_seed(cfg.seed)
@@ -165,23 +184,31 @@ def build_training(cfg: RunConfig, device: torch.device, data: ImageData | None 
     train_images = images if data.train_images is data.pretrain_images else data.train_images.to(device)
     n_steps = steps_per_epoch(cfg, len(images))
     model = build_model(cfg).to(device, memory_format=memory_format(device))
+    rank = dp.rank if dp else 0
+    if dp:
+        model = dp.prepare(model)
+        # Same initial weights everywhere (above); from here on each process draws its own randomness.
+        torch.manual_seed(cfg.seed + rank * 2**32)
     compiled = compile_enabled(cfg, device)
     optimizer = build_optimizer(cfg, model)
+    forward = dp.wrap(model) if dp else model  # evaluation and checkpoints use `model` itself
     return Training(
         cfg=cfg, device=device, data=data, images=images,
         eval_images={"train": train_images, "test": data.test_images.to(device)}, mean=mean, std=std,
-        model=model, forward=torch.compile(model) if compiled else model, compiled=compiled,
+        model=model, forward=torch.compile(forward) if compiled else forward, compiled=compiled,
         optimizer=optimizer, scheduler=build_scheduler(cfg, optimizer, n_steps),
         augment=BatchedAugment(cfg.image_size, cfg.jitter_strength),
-        aug_gen=torch.Generator(device=device).manual_seed(cfg.seed + 1),
+        aug_gen=torch.Generator(device=device).manual_seed(cfg.seed + 1 + rank * 2**32),
         shuffle_gen=torch.Generator().manual_seed(cfg.seed + 2), n_steps=n_steps,
-        amp=autocast_dtype(cfg, device))
+        amp=autocast_dtype(cfg, device), dp=dp)
 
 
 def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     """Train (or resume) the run; returns its summary {final_loss, knn_top1, linear_loss, linear_top1}."""
-    device = resolve_device(cfg.device)
-    t = build_training(cfg, device)
+    dp = ctx.dp
+    device = dp.device if dp else resolve_device(cfg.device)
+    main = dp is None or dp.is_main  # the process that writes metrics, checkpoints and evaluations
+    t = build_training(cfg, device, dp=dp)
     data, n_steps = t.data, t.n_steps
     total_steps = cfg.epochs * n_steps
 
@@ -193,18 +220,21 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         t.scheduler.load_state_dict(state["scheduler"])
         start_epoch, step = state["epoch"], state["step"]
         # Generator states are CPU byte tensors whatever the generator's device.
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        t.aug_gen.set_state(state["rng_augment"].cpu())
+        rng_cpu, rng_augment = state["rng_ranks"][t.rank] if dp else (state["rng_cpu"], state["rng_augment"])
+        torch.set_rng_state(rng_cpu.cpu())
+        t.aug_gen.set_state(rng_augment.cpu())
         t.shuffle_gen.set_state(state["rng_shuffle"].cpu())
-        # Rows written after the checkpoint are replayed by this resumed run: drop them first.
-        dropped = delete_metrics_after(ctx.db, ctx.run_id, step)
-        ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
-                f"(dropped {dropped} metric rows written after it)")
+        if main:
+            # Rows written after the checkpoint are replayed by this resumed run: drop them first.
+            dropped = delete_metrics_after(ctx.db, ctx.run_id, step)
+            ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
+                    f"(dropped {dropped} metric rows written after it)")
 
-    # The worker's slot label (e.g. the physical GPU) wins over this process's view of it.
-    update_run(ctx.db, ctx.run_id, total_steps=total_steps, device=func.coalesce(runs.c.device, str(device)),
-               subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
-    logger = MetricLogger(ctx.db, ctx.run_id)
+    if main:
+        # The worker's slot label (e.g. the physical GPU) wins over this process's view of it.
+        update_run(ctx.db, ctx.run_id, total_steps=total_steps, device=func.coalesce(runs.c.device, str(device)),
+                   subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
+    logger = MetricLogger(ctx.db, ctx.run_id) if main else SilentLogger()
     summary: dict[str, Any] = {}
     knn_acc = None
     feats: dict[str, torch.Tensor] | None = None  # set by the last epoch's evaluation
@@ -215,22 +245,23 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         epoch_loss = torch.zeros((), device=device)
         window_start, window_images = time.perf_counter(), 0
         for batch in t.batches():
-            if ctx.cancel.is_set():
+            if _stop_requested(ctx):
                 logger.flush()
                 raise RunCancelled()
             lr = t.optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule then advances)
             loss = t.step(batch)
             step += 1
             epoch_loss += loss
-            half = len(batch) // 2
+            images_done = len(batch) // 2 * t.world
             if compiling:
                 compiling = False
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-                ctx.log(f"torch.compile: the first step took {time.perf_counter() - window_start:.1f} s "
-                        f"(compiling the model; left out of train/images_per_sec)")
-                window_start, window_images = time.perf_counter(), -half
-            window_images += half
+                if main:
+                    ctx.log(f"torch.compile: the first step took {time.perf_counter() - window_start:.1f} s "
+                            f"(compiling the model; left out of train/images_per_sec)")
+                window_start, window_images = time.perf_counter(), -images_done
+            window_images += images_done
             frac_epoch = epoch + (step - epoch * n_steps) / n_steps
             logger.log("train/loss", loss, step, frac_epoch)
             logger.log("train/lr", lr, step, frac_epoch)
@@ -243,6 +274,9 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
                 ctx.on_step(step, total_steps, loss)
 
         mean_loss = (epoch_loss / n_steps).item()
+        rng_ranks = dp.gather_to_main((torch.get_rng_state(), t.aug_gen.get_state())) if dp else None
+        if not main:
+            continue  # process 0 evaluates and checkpoints; the others wait in their next collective
         logger.log("epoch/loss", mean_loss, step, epoch + 1)
         summary["final_loss"] = mean_loss
         if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
@@ -253,15 +287,17 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         logger.set_progress(epoch=epoch + 1, step=step, final_loss=mean_loss, knn_top1=summary.get("knn_top1"))
         logger.flush()
         # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
-        save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, t, epoch + 1, step))
+        save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, t, epoch + 1, step, rng_ranks))
         update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
         ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
                 + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
 
     # Linear probe on the final encoder: the last epoch always evaluates, so its features are at
     # hand, unless this process resumed after the last checkpoint and trained no epoch at all.
-    if ctx.cancel.is_set():
+    if _stop_requested(ctx):
         raise RunCancelled()
+    if not main:
+        return {}
     if feats is None:
         feats = t.features()
         summary["knn_top1"] = t.knn(feats)
@@ -274,22 +310,33 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     return summary
 
 
+def _stop_requested(ctx: RunContext) -> bool:
+    """A cancel (or a lost claim) seen by the heartbeat; with several processes, process 0's word for all."""
+    return ctx.dp.stop_requested(ctx.cancel.is_set()) if ctx.dp else ctx.cancel.is_set()
+
+
 def _batches(cfg: RunConfig, data: ImageData, images: torch.Tensor, n_steps: int, shuffle_gen: torch.Generator,
-             device: torch.device, augment: BatchedAugment, aug_gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """One epoch of [2B,3,S,S] float batches: the B first views, then the B second views."""
+             device: torch.device, augment: BatchedAugment, aug_gen: torch.Generator,
+             rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+    """One epoch of [2b,3,S,S] float batches: the b first views, then the b second views.
+
+    b = batch_size / world: process `rank` of `world` takes its contiguous share of each step's
+    images (the shuffle is the same in every process), so the shares make up the global batch.
+    """
+    per = cfg.batch_size // world
     order = torch.randperm(len(images), generator=shuffle_gen)
+    mine = order[: n_steps * cfg.batch_size].view(n_steps, world, per)[:, rank].reshape(-1)
     if cfg.augment_backend == "reference":
         # The seed's pipeline: per-image PIL transforms in DataLoader workers (for parity checks).
         source = ReferenceTwoViews(data.pretrain_images, cfg.image_size, cfg.jitter_strength)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(source, order[: n_steps * cfg.batch_size].tolist()),
-            batch_size=cfg.batch_size, num_workers=loader_workers(), drop_last=True)
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(source, mine.tolist()),
+                                             batch_size=per, num_workers=loader_workers(), drop_last=True)
         for v1, v2 in loader:
             yield torch.cat([v1, v2]).to(device, non_blocking=True)
         return
-    order = order.to(device)
+    mine = mine.to(device)
     for i in range(n_steps):
-        x = images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+        x = images[mine[i * per:(i + 1) * per]]
         # One call for both views: every row still draws its own parameters, so the two copies
         # of an image get independent views, and the fixed per-call cost is paid once.
         yield augment(torch.cat([x, x]), aug_gen)
@@ -300,9 +347,13 @@ def loader_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
-def _checkpoint_state(cfg: RunConfig, t: Training, epoch: int, step: int) -> dict[str, Any]:
-    return {
+def _checkpoint_state(cfg: RunConfig, t: Training, epoch: int, step: int,
+                      rng_ranks: list[Any] | None = None) -> dict[str, Any]:
+    state = {
         "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
         "epoch": epoch, "step": step, "config": cfg.to_dict(), "rng_cpu": torch.get_rng_state(),
         "rng_augment": t.aug_gen.get_state(), "rng_shuffle": t.shuffle_gen.get_state(),
     }
+    if rng_ranks is not None:  # several processes: each one's (CPU, augmentation) generator states, by rank
+        state["rng_ranks"] = rng_ranks
+    return state
