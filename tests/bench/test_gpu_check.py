@@ -24,7 +24,7 @@ def test_quick_run_fills_every_section(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     rows = result["rows"]
     assert result["mode"] == "quick (CPU)" and [s for s in SECTIONS if not any(r["section"] == s for r in rows)] == []
-    assert not [r for r in rows if r["what"] in ("ERROR", "TIMED OUT") or r["ok"] is False]
+    assert not [r for r in rows if r["what"] in ("ERROR", "TIMED OUT") or r["ok"] is False], proc.stdout[-3000:]
     figures = {r["what"]: r["value"] for r in rows}
     assert figures["(a) engine step, resnet18 eager"] > 0
     assert figures["(b) model-only ceiling, resnet18 channels_last"] > 0
