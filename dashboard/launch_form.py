@@ -29,14 +29,14 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                      "warmup_epochs", "temperature", "lars_trust_coefficient", "lars_exclude", "lars_clip_lr",
                      "lars_zero_norm"),
     "Augmentation": ("jitter_strength", "augment_backend"),
-    "Run": ("seed", "probe", "device", "devices", "sync_batchnorm", "precision", "eval_every", "knn_k",
+    "Run": ("seed", "probe", "device", "devices", "sync_batchnorm", "precision", "compile", "eval_every", "knn_k",
             "knn_temperature", "probe_epochs"),
 }
 # Shown folded away: the baseline experiment never changes them (the presets set several).
 ADVANCED = {"pretrain_split", "projection_dim", "projection_hidden_dim", "base_lr", "schedule", "weight_decay",
             "warmup_epochs", "temperature", "lars_trust_coefficient", "lars_exclude", "lars_clip_lr",
-            "lars_zero_norm", "augment_backend", "device", "devices", "sync_batchnorm", "precision", "knn_k",
-            "knn_temperature", "eval_every", "probe_epochs"}
+            "lars_zero_norm", "augment_backend", "device", "devices", "sync_batchnorm", "precision", "compile",
+            "knn_k", "knn_temperature", "eval_every", "probe_epochs"}
 
 GENERAL = ""  # error key for problems that belong to no single field
 

@@ -30,35 +30,38 @@ ROW_KEY_ORDER = (*DATA_COUNT_FIELDS, "batch_size")
 ROW_LABELS = {"subset_size": "data subset", "batch_size": "batch", "epochs": "epochs"}
 
 
+def _configs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's config, every field present (the default where a stored config lacks it)."""
+    return [{f.name: (r.get("config") or {}).get(f.name, f.default) for f in config_fields()} for r in runs]
+
+
+def _values(runs: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Config field -> its value in each run."""
+    configs = _configs(runs)
+    return {f.name: [c[f.name] for c in configs] for f in config_fields()}
+
+
+def varying_fields(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The config fields whose values differ among `runs`, in RunConfig order."""
+    return [name for name, values in _values(runs).items() if len({repr(v) for v in values}) > 1]
+
+
 def config_diff(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Fields whose values differ among `runs` (rows, in RunConfig order) x runs (columns)."""
     if not runs:
         return pd.DataFrame()
-    rows = {}
-    for f in config_fields():
-        values = [(r.get("config") or {}).get(f.name, f.default) for r in runs]
-        if len({repr(v) for v in values}) > 1:
-            rows[f.name] = [value_text(v) or "(default)" for v in values]
+    values = _values(runs)
+    rows = {name: [value_text(v) or "(default)" for v in values[name]] for name in varying_fields(runs)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=[run_label(r) for r in runs])
-
-
-def _configs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{f.name: (r.get("config") or {}).get(f.name, f.default) for f in config_fields()} for r in runs]
 
 
 def _with_results(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r.get("linear_top1") is not None]
 
 
-def varying_fields(runs: Sequence[dict[str, Any]]) -> list[str]:
-    """Config fields whose values differ among the runs with linear results (RunConfig order)."""
-    configs = _configs(_with_results(runs))
-    return [f.name for f in config_fields() if len({repr(c[f.name]) for c in configs}) > 1]
-
-
 def row_key_choices(runs: Sequence[dict[str, Any]]) -> list[str]:
     """The fields a results table may be keyed by: those that vary, except the table, repeat and probe keys."""
-    choices = [k for k in varying_fields(runs) if k not in (*TABLE_KEYS, REPEAT_KEY, PROBE_KEY)]
+    choices = [k for k in varying_fields(_with_results(runs)) if k not in (*TABLE_KEYS, REPEAT_KEY, PROBE_KEY)]
     return sorted(choices, key=lambda k: (ROW_KEY_ORDER.index(k) if k in ROW_KEY_ORDER else len(ROW_KEY_ORDER)))
 
 

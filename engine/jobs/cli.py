@@ -7,14 +7,14 @@ import argparse
 import os
 import socket
 import sys
-from datetime import timedelta
 
 from db.config import ConfigError, stored_value
 from db.queries import create_run, get_run, list_runs
 from db import executor
-from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S
+from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S, CannotResume, requeue_for_resume
 from db.session import SchemaError, make_engine, write_tx
 from db.status import FAILED, QUEUED, RUNNING, transition, utcnow
+from db.views import display_status
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
 
 
@@ -45,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_execute)
 
+    from engine.jobs.annotate_cli import add_annotation_commands
     from engine.jobs.queue_cli import add_queue_commands
     from engine.jobs.ray_dispatch import add_dispatch_command
 
     add_queue_commands(sub)
+    add_annotation_commands(sub)
     add_dispatch_command(sub)
     return parser
 
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `python -m engine runs | head`: the reader has gone, which is not an error. Point stdout
+        # at /dev/null so that the interpreter's final flush does not raise (and print) again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -89,20 +96,12 @@ def _claim_values() -> dict:
 
 
 def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
+    """Requeue the run (the same rule as the dashboard's Resume) and claim it for this process."""
     with write_tx(db) as conn:
-        run = get_run(conn, run_id)
-        if run is None:
-            raise ConfigError("resume", f"no run with id {run_id}")
-        status = run["status"]
-        if status == "completed":
-            raise ConfigError("resume", f"run {run_id} is already completed")
-        if status == RUNNING:
-            beat = run["heartbeat_at"]
-            if beat is not None and utcnow() - beat < timedelta(seconds=DEFAULT_STALE_AFTER_S):
-                raise ConfigError("resume", f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
-                                            "cancel it first or wait until it is stale")
-        if status != QUEUED:
-            transition(conn, run_id, QUEUED, expect=status)
+        try:
+            requeue_for_resume(conn, run_id)
+        except CannotResume as e:
+            raise ConfigError("resume", str(e)) from None
         transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
 
 
@@ -170,12 +169,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     db = make_engine(args.db)
     rows = list_runs(db, status=args.status, limit=args.limit)
+    now = utcnow()
     header = f"{'id':>5}  {'status':<10} {'dataset':<13} {'encoder':<9} {'stem':<8} {'opt':<5} " \
              f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6} {'probe':<6} name"
     print(header)
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
-        print(f"{r['id']:>5}  {r['status']:<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
+        # The dashboard's word for it: "dead" (no heartbeat) and "cancelling" are running runs too.
+        print(f"{r['id']:>5}  {display_status(r, now):<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
               f"{r['optimizer']:<5} {r['batch_size']:>5} {r['subset_size'] or 'all':>6} {r['epochs']:>6} "
               f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6} {stored_value(r['config'], 'probe'):<6} "
               f"{r['name'] or ''}")

@@ -119,3 +119,11 @@ def test_stored_configs_without_a_new_field_read_its_default() -> None:
 
     assert stored_value({"batch_size": 64}, "probe") == "lbfgs"
     assert stored_value({"probe": "seed"}, "probe") == "seed"
+
+
+def test_compile_field() -> None:
+    assert RunConfig().compile == "auto"
+    assert RunConfig.from_dict({"compile": "on"}).compile == "on"
+    assert RunConfig.from_dict({k: v for k, v in RunConfig().to_dict().items() if k != "compile"}).compile == "auto"
+    with pytest.raises(ConfigError, match="compile: must be one of auto, on, off; got 'yes'"):
+        RunConfig(compile="yes")

@@ -114,3 +114,12 @@ def test_baseline_code_probe_uses_a_split_smaller_than_a_batch_whole() -> None:
     xte, yte = clustered(10, 4, 128, 0.3, 1)
     loss, acc = baseline_code_probe(xtr, ytr, xte, yte, epochs=100)  # 100 steps of one batch of 100
     assert acc == 1.0 and 0 < loss < 0.5
+
+
+@pytest.mark.cuda
+def test_knn_on_cuda_matches_the_cpu() -> None:
+    xtr, ytr = clustered(200, 10, 64, 3.0, 0)
+    xte, yte = clustered(50, 10, 64, 3.0, 1)
+    cpu = knn_top1(xtr, ytr, xte, yte, k=20, chunk=128)
+    assert 0.2 < cpu < 1.0  # not a trivial case
+    assert knn_top1(xtr.cuda(), ytr, xte.cuda(), yte, k=20, chunk=128) == pytest.approx(cpu, abs=1 / len(xte))
