@@ -298,5 +298,24 @@ def runs_root() -> Path:
     return Path(os.environ.get("SIMCLR_RUNS_DIR") or PROJECT_ROOT / "runs")
 
 
-def run_dir(run_id: int) -> Path:
-    return runs_root() / str(run_id)
+def under_runs_root(path: str | Path | None) -> Path | None:
+    """`path` resolved (symlinks and `..` too) when it lies inside the runs folder, else None.
+
+    The one gate for every file the dashboard reads, serves or deletes on the strength of a path
+    stored in the database: any worker host on a shared database can write such a row, so a path
+    that points elsewhere (/etc/shadow, a home folder) must never be read or removed.
+    """
+    if not path:
+        return None
+    try:
+        root = runs_root().resolve()
+        resolved = Path(path).resolve()
+    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, a symlink loop
+        return None
+    return resolved if resolved != root and resolved.is_relative_to(root) else None
+
+
+def run_dir(run_id: int, database_id: str) -> Path:
+    """runs/<database id>/<run id>: run ids restart at 1 in every database, so the folder is
+    named by both, and a new database pointed at an old runs folder never finds another's files."""
+    return runs_root() / database_id / str(run_id)

@@ -15,7 +15,7 @@ import secrets
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
@@ -58,20 +58,22 @@ def has_queued(engine: Engine) -> bool:
         return conn.execute(select(runs.c.id).where(runs.c.status == QUEUED).limit(1)).first() is not None
 
 
-def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | None:
+def claim_next(engine: Engine, worker_id: str, device: str, *, skip: Collection[int] = ()) -> dict[str, Any] | None:
     """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
 
     One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
     with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
     queueing behind one another. The outer `status = 'queued'` re-check costs nothing and keeps
-    the statement correct even without the lock.
+    the statement correct even without the lock. `skip`: runs this worker found it cannot run.
     """
     # The one status change that cannot go through transition() (it needs RETURNING on a row
     # chosen by a subquery); keep it honest against the same table of legal moves.
     if RUNNING not in ALLOWED[QUEUED]:
         raise IllegalTransition(f"a run cannot go from {QUEUED} to {RUNNING}")
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
+    if skip:
+        pick = pick.where(runs.c.id.notin_(list(skip)))
     if not is_sqlite(engine):
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
@@ -86,6 +88,17 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
     with write_tx(engine) as conn:
         row = conn.execute(stmt).mappings().first()
         return dict(row) if row else None
+
+
+def release_claim(engine: Engine, run_id: int, worker_id: str, attempt: int, reason: str) -> bool:
+    """Give back a run this worker claimed but cannot run (e.g. it asks for a device the worker lacks):
+    queued again, the attempt not counted, `reason` shown on the run until some worker takes it."""
+    with write_tx(engine) as conn:
+        run = _locked_run(conn, run_id)
+        if run is None or run["status"] != RUNNING or run["worker_id"] != worker_id or run["attempts"] != attempt:
+            return False
+        return transition(conn, run_id, QUEUED, expect=RUNNING, worker_id=None, pid=None, device=None,
+                          heartbeat_at=None, attempts=attempt - 1, error=reason)
 
 
 def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,6 +11,7 @@ from dashboard import actions, charts, live, nav
 from dashboard.common import fmt_duration, fmt_time, get_engine, run_label
 from dashboard.launch_form import value_text
 from db import views
+from db.config import under_runs_root
 from db.status import FINISHED, QUEUED, RUNNING
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -28,7 +28,8 @@ def _chosen_run() -> int | None:
         st.info("No runs yet.")
         return None
     param = st.query_params.get("run")
-    run_id = int(param) if param and param.isdigit() else None
+    # isdecimal, not isdigit: "²" is a digit to Python but not a number int() reads.
+    run_id = int(param) if param and param.isascii() and param.isdecimal() and len(param) < 19 else None
     if param and run_id not in labels:
         st.error(f"There is no run with id {param}; pick one below.")
         run_id = None
@@ -41,10 +42,13 @@ def _chosen_run() -> int | None:
 
 
 def tail(path: str | None, max_bytes: int = LOG_TAIL_BYTES, lines: int = LOG_TAIL_LINES) -> str | None:
-    """The last lines of a log without reading it all (logs of long runs grow large)."""
-    if not path or not Path(path).is_file():
+    """The last lines of a log without reading it all (logs of long runs grow large).
+
+    Only a file under the runs folder is read: the path comes from a database row."""
+    safe = under_runs_root(path)
+    if safe is None or not safe.is_file():
         return None
-    with open(path, "rb") as f:
+    with open(safe, "rb") as f:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - max_bytes))
@@ -127,11 +131,11 @@ def render() -> None:
         st.toast(actions.cancel_runs(engine, [run_id]).messages[0])
     if c2.button("Clone", key="detail_clone", help="Open the launch form with this configuration."):
         nav.clone_into_launch(run["config"])
-    ckpt = run.get("checkpoint_path")
-    if ckpt and Path(ckpt).is_file():
-        size_mb = Path(ckpt).stat().st_size / 1e6
+    ckpt = under_runs_root(run.get("checkpoint_path"))  # never serve a file outside the runs folder
+    if ckpt is not None and ckpt.is_file():
+        size_mb = ckpt.stat().st_size / 1e6
         # A callable: the file is read only when someone clicks, not on every redraw.
-        c3.download_button(f"Download checkpoint ({size_mb:.1f} MB)", data=lambda: Path(ckpt).read_bytes(),
+        c3.download_button(f"Download checkpoint ({size_mb:.1f} MB)", data=ckpt.read_bytes,
                            file_name=f"run-{run_id}-checkpoint.pt", mime="application/octet-stream",
                            key="detail_checkpoint", on_click="ignore")
     else:

@@ -8,10 +8,13 @@ import socket
 import sys
 from datetime import timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from db.config import ConfigError
+from db.identity import DatabaseChanged
 from db.queries import create_run, get_run, list_runs
 from db.queue import DEFAULT_STALE_AFTER_S
-from db.session import SchemaError, make_engine, write_tx
+from db.session import SchemaError, default_url, describe_url, make_engine, write_tx
 from db.status import QUEUED, RUNNING, transition, utcnow
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
 
@@ -56,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DatabaseChanged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except DBAPIError as e:
+        # Corrupt, read-only, full or unreachable: one line naming the database, not a traceback.
+        print(f"error: {database_fault(e, args.db)}", file=sys.stderr)
+        return 3
+
+
+def database_fault(e: DBAPIError, url: str | None) -> str:
+    reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e).splitlines()[0]
+    return f"the run database {describe_url(url or default_url())} cannot be used: {reason}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -111,7 +126,7 @@ def _execute(db, run_id: int, *, progress: bool) -> int:  # noqa: ANN001
     finally:
         if bar:
             bar.close()
-    print(run_summary_line(get_run(db, run_id)), flush=True)
+    print(run_summary_line(get_run(db, run_id), run_id), flush=True)
     return 1 if status == "failed" else 0
 
 
@@ -120,7 +135,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
     db = make_engine(args.db)
     status = execute_run(db, args.run_id, log=lambda m: print(m, flush=True))
-    print(run_summary_line(get_run(db, args.run_id)), flush=True)
+    print(run_summary_line(get_run(db, args.run_id), args.run_id), flush=True)
     return 1 if status == "failed" else 0
 
 

@@ -41,6 +41,8 @@ from sqlalchemy.exc import DBAPIError
 
 from db import queue
 from db.config import PROJECT_ROOT, run_dir
+from db.identity import ENV_VAR as DB_ID_VAR
+from db.identity import DatabaseChanged, identify, verify
 from db.queue import DEFAULT_STALE_AFTER_S, Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
@@ -155,6 +157,24 @@ def plan_slots(devices: str | None, slots: int | None, gpus: list[str], cores: i
     return plan
 
 
+def device_problem(wanted: str, slot: str) -> str | None:
+    """Why a run whose config asks for `wanted` cannot run in a slot on `slot`, or None if it can.
+
+    A GPU slot shows its run exactly one GPU, as cuda:0 (CUDA_VISIBLE_DEVICES), so cuda:N > 0
+    cannot run in any slot; a CPU slot hides every GPU.
+    """
+    if wanted in ("auto", "cpu"):
+        return None
+    if wanted.startswith("cuda"):
+        if not slot.startswith("cuda"):
+            return f"the run asks for device {wanted} and this slot has no GPU (slot device {slot})"
+        if wanted not in ("cuda", "cuda:0"):
+            return (f"the run asks for device {wanted}, but a worker shows each run one GPU, as cuda:0; "
+                    "use device cuda (or auto) and pick GPUs with the worker's --devices")
+        return None
+    return f"the run asks for device {wanted}, which this worker does not offer (slot device {slot})"
+
+
 # ------------------------------------------------------------------------------- child processes
 def _die_with_parent_fn() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGKILL the child when the worker dies (PR_SET_PDEATHSIG)."""
@@ -189,6 +209,9 @@ class Worker:
                  log: Callable[[str], None] | None = None):
         self.url = db_url or default_url()
         self.engine = make_engine(self.url)  # refuses an outdated schema with the `db upgrade` hint
+        self.identity = identify(self.engine)  # checked every heartbeat: a swapped database stops the worker
+        self.database_changed: str | None = None
+        self._unsuitable: set[int] = set()  # runs claimed and given back: they ask for a device we lack
         self.slots = slots
         self.stale_after_s, self.poll_s, self.heartbeat_s = stale_after_s, poll_s, heartbeat_s
         self.cancel_grace_s, self.exit_when_idle, self.command = cancel_grace_s, exit_when_idle, command
@@ -211,6 +234,8 @@ class Worker:
         try:
             while True:
                 self._tick()
+                if self.database_changed:
+                    return self._abandon()
                 try:
                     if self._finished():
                         break
@@ -218,14 +243,16 @@ class Worker:
                     self.log(f"database error, retrying: {str(e).splitlines()[0]}")
                 time.sleep(self.poll_s)
         finally:
-            self._kill_all("worker is exiting", consume_retry=False)
-            self._reap_until_empty()
+            if not self.database_changed:  # else nothing may be written to a database that is not ours
+                self._kill_all("worker is exiting", consume_retry=False)
+                self._reap_until_empty()
             restore()
-            try:
-                queue.worker_stopped(self.engine, self.id)
-            except DBAPIError as e:
-                self.log(f"could not mark the worker stopped: {e}")
-            self.log(f"worker {self.id} stopped")
+            if not self.database_changed:
+                try:
+                    queue.worker_stopped(self.engine, self.id)
+                except DBAPIError as e:
+                    self.log(f"could not mark the worker stopped: {e}")
+                self.log(f"worker {self.id} stopped")
         return 0
 
     def request_stop(self) -> None:
@@ -247,11 +274,29 @@ class Worker:
         self._log(f"{utcnow():%Y-%m-%d %H:%M:%S} {message}")
 
     # ---------------------------------------------------------------- loop
+    def _abandon(self) -> int:
+        """The database changed under us: stop the runs without writing a thing, and exit."""
+        self.log(f"error: {self.database_changed}. Stopping this worker and its runs without writing to "
+                 "the database any more; start a worker again to serve the database now there.")
+        for job in self.jobs:
+            _kill_group(job.proc.pid)
+        for job in self.jobs:
+            job.proc.wait()
+            job.log_file.close()
+        for slot in self.slots:
+            slot.job = None
+        return 3
+
     def _tick(self) -> None:
         try:
             self._reap()
             now = time.monotonic()
             if now - self._last_beat >= self.heartbeat_s:
+                try:
+                    verify(self.engine, self.identity)
+                except DatabaseChanged as e:
+                    self.database_changed = str(e)
+                    return
                 queue.heartbeat(self.engine, self.id, [j.run_id for j in self.jobs if j.proc.poll() is None])
                 self._police_jobs(now)
                 self._last_beat = now
@@ -296,15 +341,23 @@ class Worker:
                 continue
             if not queue.has_queued(self.engine):
                 return
-            run = queue.claim_next(self.engine, self.id, slot.device)
+            run = queue.claim_next(self.engine, self.id, slot.device, skip=self._unsuitable)
             if run is None:
                 return
+            problem = device_problem(str((run["config"] or {}).get("device", "auto")), slot.device)
+            if problem:
+                self._unsuitable.add(run["id"])
+                reason = f"worker {self.id} cannot run it: {problem}; it waits for a worker that can"
+                self.log(f"run {run['id']}: {reason}")
+                queue.release_claim(self.engine, run["id"], self.id, run["attempts"], reason)
+                continue
             self._spawn(slot, run)
 
     def _spawn(self, slot: Slot, run: dict) -> None:
         run_id, attempt = run["id"], run["attempts"]
-        log_path = run_dir(run_id) / "log.txt"
-        env = {**os.environ, **slot.env, "SIMCLR_DB": self.url, "PYTHONUNBUFFERED": "1",
+        log_path = run_dir(run_id, self.identity.database_id) / "log.txt"
+        env = {**os.environ, **slot.env, "SIMCLR_DB": self.url, DB_ID_VAR: self.identity.database_id,
+               "PYTHONUNBUFFERED": "1",
                # `-m engine` must import from this checkout whatever the worker's cwd is.
                "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
         log_file = None

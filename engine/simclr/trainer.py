@@ -21,9 +21,10 @@ from sqlalchemy import Engine, func
 
 from db.config import RunConfig
 from db.models import runs
+from db.identity import database_id
 from db.queries import delete_metrics_after, update_run
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
-from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
+from engine.simclr.checkpoint import OWNER, CheckpointError, check_owner, discard_hint, load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
 from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize
 from engine.simclr.loss import nt_xent
@@ -46,6 +47,8 @@ class RunContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     on_step: Callable[[int, int, float], None] | None = None  # (step, total_steps, loss): progress display
     log: Callable[[str], None] = print
+    # A finished run keeps its weights; the optimizer state (as large again) only when asked.
+    keep_optimizer_state: bool = False
 
     @property
     def checkpoint_path(self) -> Path:
@@ -99,16 +102,22 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     shuffle_gen = torch.Generator().manual_seed(cfg.seed + 2)
 
     start_epoch, step = 0, 0
+    owner = {"database_id": database_id(ctx.db), "run_id": ctx.run_id}
     if ctx.checkpoint_path.exists():
-        state = load_checkpoint(ctx.checkpoint_path, map_location=device)
+        try:
+            state = load_checkpoint(ctx.checkpoint_path, map_location=device)
+            check_owner(state, ctx.checkpoint_path, owner, cfg.to_dict())
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}; {discard_hint(ctx.run_id)}") from e
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, step = state["epoch"], state["step"]
-        # Generator states are CPU byte tensors whatever the generator's device.
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        aug_gen.set_state(state["rng_augment"].cpu())
-        shuffle_gen.set_state(state["rng_shuffle"].cpu())
+        if "optimizer" in state:  # absent once a finished run was slimmed; then no epoch is left to train
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            # Generator states are CPU byte tensors whatever the generator's device.
+            torch.set_rng_state(state["rng_cpu"].cpu())
+            aug_gen.set_state(state["rng_augment"].cpu())
+            shuffle_gen.set_state(state["rng_shuffle"].cpu())
         # Rows written after the checkpoint are replayed by this resumed run: drop them first.
         dropped = delete_metrics_after(ctx.db, ctx.run_id, step)
         ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
@@ -172,8 +181,8 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         logger.set_progress(epoch=epoch + 1, step=step, final_loss=mean_loss, knn_top1=summary.get("knn_top1"))
         logger.flush()
         # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
-        save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, model, optimizer, scheduler, epoch + 1, step,
-                                                               aug_gen, shuffle_gen))
+        save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, owner, model, optimizer, scheduler, epoch + 1,
+                                                               step, aug_gen, shuffle_gen))
         update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
         ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
                 + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
@@ -191,7 +200,20 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     logger.flush()
     summary.update(linear_loss=lin_loss, linear_top1=lin_top1)
     ctx.log(f"linear probe: loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
+    if not ctx.keep_optimizer_state:
+        _drop_optimizer_state(ctx.checkpoint_path)
     return summary
+
+
+def _drop_optimizer_state(path: Path) -> None:
+    """Rewrite a finished run's checkpoint with its weights only: the optimizer's state (LARS
+    momentum: as large as the model) is only needed to train on, and runs add up to gigabytes."""
+    if not path.exists():
+        return
+    state = load_checkpoint(path)
+    if "optimizer" in state:
+        keep = ("model", "epoch", "step", "config", OWNER)
+        save_checkpoint(path, {k: state[k] for k in keep if k in state})
 
 
 def _batches(cfg: RunConfig, data: ImageData, images: torch.Tensor, n_steps: int, shuffle_gen: torch.Generator,
@@ -226,11 +248,11 @@ def _features(model: SimCLRModel, data: ImageData, mean: torch.Tensor, std: torc
             for split, imgs in (("train", data.train_images), ("test", data.test_images))}
 
 
-def _checkpoint_state(cfg: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def _checkpoint_state(cfg: RunConfig, owner: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       scheduler: Any, epoch: int, step: int, aug_gen: torch.Generator,
                       shuffle_gen: torch.Generator) -> dict[str, Any]:
     return {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "epoch": epoch, "step": step, "config": cfg.to_dict(),
+        "epoch": epoch, "step": step, "config": cfg.to_dict(), OWNER: owner,
         "rng_cpu": torch.get_rng_state(), "rng_augment": aug_gen.get_state(), "rng_shuffle": shuffle_gen.get_state(),
     }

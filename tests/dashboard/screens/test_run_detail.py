@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from dashboard.screens.run_detail import tail
-from db.config import run_dir
+from db.config import run_dir, runs_root
+from db.identity import database_id
 from tests.dashboard.dash_helpers import add_metrics, add_run, texts
 
 
@@ -13,7 +14,7 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     add_run(db, status="completed")
     run = add_run(db, status="failed", name="broken", error="loss became NaN at epoch 2 step 40; try a lower learning rate")
     add_metrics(db, run, "train/loss", [3.0, 2.0, float("inf")])
-    folder = run_dir(run)
+    folder = run_dir(run, database_id(db))
     folder.mkdir(parents=True)
     log = folder / "log.txt"
     log.write_text("".join(f"line {i}\n" for i in range(1000)) + "Traceback: the end\n")
@@ -54,8 +55,9 @@ def test_dead_run_is_explained(app, db: Engine) -> None:
     assert "dead" in at.markdown[0].value or any("dead" in m.value for m in at.markdown)
 
 
-def test_tail_reads_only_the_end(tmp_path) -> None:  # noqa: ANN001
-    log = tmp_path / "log.txt"
+def test_tail_reads_only_the_end() -> None:
+    log = runs_root() / "log.txt"
+    log.parent.mkdir(parents=True)
     log.write_text("x" * 1_000_000 + "\nlast line\n")
     assert tail(str(log), max_bytes=100).endswith("last line")
-    assert tail(str(tmp_path / "missing.txt")) is None
+    assert tail(str(runs_root() / "missing.txt")) is None

@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from db.config import run_dir
+from db.identity import database_id
 from db.models import metrics
 from db.queries import get_run, list_runs
 from tests.dashboard.dash_helpers import add_metrics, add_run, texts
@@ -96,7 +97,7 @@ def test_delete_asks_then_removes_run_metrics_and_files(app, db: Engine) -> None
     keep = add_run(db, status="completed")
     doomed = add_run(db, status="completed")
     add_metrics(db, doomed, "train/loss", [1.0, 0.9])
-    folder = run_dir(doomed)
+    folder = run_dir(doomed, database_id(db))
     folder.mkdir(parents=True)
     (folder / "log.txt").write_text("log")
     (folder / "checkpoint.pt").write_bytes(b"ckpt")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from db.config import RunConfig, run_dir
+from db.identity import database_id
 from db.queries import count_metrics, create_run, get_run, metric_rows
 from db.session import make_engine, write_tx
 from db.status import RUNNING, transition
@@ -68,7 +69,7 @@ def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: p
             raise CrashInEpoch2()
 
     messages: list[str] = []
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=crash, log=messages.append)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), on_step=crash, log=messages.append)
     with pytest.raises(CrashInEpoch2):
         train(cfg, ctx)
     assert 3 in [r["step"] for r in metric_rows(db, [run_id], ["train/loss"])]
@@ -86,7 +87,7 @@ def test_cancel_stops_at_a_step_boundary_and_keeps_the_checkpoint(sqlite_url: st
     db = make_engine(sqlite_url)
     cfg = tiny_config(epochs=3)
     run_id = claimed_run(db, cfg)
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), log=lambda m: None)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), log=lambda m: None)
     ctx.on_step = lambda step, total, loss: ctx.cancel.set() if step == 3 else None
     with pytest.raises(RunCancelled):
         train(cfg, ctx)
