@@ -306,3 +306,45 @@ def test_the_stand_in_speaks_the_same_protocol_as_the_real_child() -> None:
 
     assert execute_command(5) == [sys.executable, "-m", "engine", "execute", "5"]
     assert queue_support.command(5)[-2:] == ["run", "5"]
+
+
+# ------------------------------------------------------------------------------ database identity
+def test_a_database_deleted_under_a_worker_stops_it_and_its_runs(sqlite_url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAND_IN_STEP_S", "0.05")
+    engine = make_engine(sqlite_url)
+    run_id = add_runs(engine, RunConfig(), ["steps=2000"])[0]
+    messages: list[str] = []
+    worker = in_process_worker(sqlite_url, log=messages)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(worker.run()), daemon=True)
+    thread.start()
+    wait_until(lambda: worker.jobs and get_run(engine, run_id)["step"] > 0, 60, "the run to start")
+    child = worker.jobs[0].proc
+    engine.dispose()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp_path / 'runs.db'}{suffix}").unlink(missing_ok=True)
+    make_engine(sqlite_url).dispose()  # a new, empty database where the old one was
+    thread.join(30)
+    assert result == [3]
+    assert child.poll() is not None  # its run process was stopped too
+    assert any("was replaced by another file" in m or "deleted or moved away" in m for m in messages)
+    assert list_runs(make_engine(sqlite_url)) == []  # and nothing was written to the new database
+
+
+def test_a_run_process_refuses_a_database_that_is_not_its_workers(sqlite_url: str, capsys: pytest.CaptureFixture,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine(sqlite_url)
+    run_id = add_runs(engine, RunConfig(), [None])[0]
+    assert queue.claim_next(engine, "w", "cpu")["id"] == run_id
+    monkeypatch.setenv("SIMCLR_DB_ID", "f" * 32)
+    assert main(["--db", sqlite_url, "execute", str(run_id)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"not {'f' * 32}" in err
+    assert get_run(engine, run_id)["status"] == RUNNING  # untouched: it is not this process's database
+
+
+def test_run_summary_of_a_vanished_run_is_a_sentence() -> None:
+    from engine.jobs.runner import run_summary_line
+
+    assert run_summary_line(None, 7) == "run 7 no longer exists in this database"

@@ -178,3 +178,59 @@ def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monke
     assert execute_run(db, run_id, on_step=take_over, log=lambda m: None) == "running"
     run = get_run(db, run_id)
     assert run["status"] == "running" and run["worker_id"] == "other-worker" and run["step"] < 400
+
+
+def test_a_new_database_on_the_same_runs_folder_never_trains_on_another_runs_weights(tmp_path: Path) -> None:
+    old = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    cfg = tiny_config()
+    old_run, new_run = claimed_run(old, cfg), claimed_run(new, cfg)
+    assert old_run == new_run == 1  # ids restart in every database...
+    old_dir, new_dir = run_dir(old_run, database_id(old)), run_dir(new_run, database_id(new))
+    assert old_dir != new_dir  # ...folders do not
+    assert execute_run(old, old_run, log=lambda m: None) == "completed"
+    assert Path(get_run(old, old_run)["checkpoint_path"]).parent == old_dir
+    # Finished: the weights stay, the optimizer state (as large again) is dropped.
+    state = load_checkpoint(old_dir / "checkpoint.pt")
+    assert "model" in state and "optimizer" not in state and "rng_cpu" not in state
+    # Even a checkpoint copied into the new run's folder is refused, with the way out named.
+    new_dir.mkdir(parents=True)
+    (new_dir / "checkpoint.pt").write_bytes((old_dir / "checkpoint.pt").read_bytes())
+    assert execute_run(new, new_run, log=lambda m: None) == "failed"
+    error = get_run(new, new_run)["error"]
+    assert f"belongs to run 1 of database {database_id(old)}" in error and "discard" in error
+    assert "weights_only" not in error
+
+
+def test_keeping_the_optimizer_state_is_asked_for_by_environment(sqlite_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.jobs.runner as runner
+
+    db = make_engine(sqlite_url)
+    seen: list[bool] = []
+    monkeypatch.setattr(runner, "train", lambda cfg, ctx: seen.append(ctx.keep_optimizer_state) or {})
+    assert execute_run(db, claimed_run(db, tiny_config()), log=lambda m: None) == "completed"
+    monkeypatch.setenv("SIMCLR_KEEP_OPTIMIZER_STATE", "1")
+    assert execute_run(db, claimed_run(db, tiny_config()), log=lambda m: None) == "completed"
+    assert seen == [False, True]
+
+
+def test_a_failing_final_status_write_is_retried_not_left_running(sqlite_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.jobs.runner as runner
+
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, tiny_config())
+    real, calls = runner.transition, []
+
+    def disk_full_twice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) <= 2:
+            raise OSError(28, "database or disk is full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train", lambda cfg, ctx: {"final_loss": 1.0})  # the write is what is tested
+    monkeypatch.setattr(runner, "transition", disk_full_twice)
+    monkeypatch.setattr(runner, "FINAL_WRITE_DELAYS_S", (0.0, 0.0, 0.0))
+    assert execute_run(db, run_id, log=lambda m: None) == "completed"
+    assert get_run(db, run_id)["status"] == "completed" and len(calls) == 3
