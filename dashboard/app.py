@@ -8,11 +8,12 @@ other worker is, draws the sidebar, and runs the chosen page.
 from __future__ import annotations
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from dashboard import auth, nav
 from dashboard.common import get_engine
 from dashboard.local_worker import LocalWorker, create
-from db.session import default_url
+from db.session import SchemaError, default_url, describe_url
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,6 +41,13 @@ def main() -> None:
         # The short deep link, the bare address with ?run=ID, means that run's page. (Making Run
         # detail the default page instead would move it to "/" and break the /run?run=ID links.)
         nav.switch(nav.RUN, run=st.query_params["run"])
+    try:
+        get_engine()
+    except (SchemaError, DBAPIError) as e:
+        # Corrupt, read-only, newer than this code...: one line, not a traceback, and no page.
+        reason = str(e.orig if isinstance(e, DBAPIError) and e.orig is not None else e).strip().splitlines()[0]
+        st.error(f"The run database {describe_url(default_url())} cannot be used: {reason}")
+        return
     sidebar()
     page.run()
 

@@ -61,3 +61,34 @@ def test_tail_reads_only_the_end() -> None:
     log.write_text("x" * 1_000_000 + "\nlast line\n")
     assert tail(str(log), max_bytes=100).endswith("last line")
     assert tail(str(runs_root() / "missing.txt")) is None
+
+
+def test_a_run_parameter_that_is_not_a_number_is_refused_calmly(app, db: Engine) -> None:
+    add_run(db)
+    at = app(run="²")  # a digit to Python's isdigit, not to int()
+    assert any("no run with id ²" in e for e in texts(at, "error"))
+
+
+def test_log_and_checkpoint_outside_the_runs_folder_are_never_read(app, db: Engine, tmp_path) -> None:  # noqa: ANN001
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:$6$hash")
+    run = add_run(db, status="failed", log_path=str(secret), checkpoint_path=str(secret))
+    at = app(run=run)
+    assert not any("root:" in c.value for c in at.code)
+    assert not at.get("download_button")
+    assert tail(str(secret)) is None
+
+
+def test_a_corrupt_database_is_one_line_on_the_page(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import APP
+
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"garbage" * 1000)
+    monkeypatch.setenv("SIMCLR_DB", f"sqlite:///{corrupt}")
+    monkeypatch.setenv("SIMCLR_NO_LOCAL_WORKER", "1")
+    monkeypatch.delenv("SIMCLR_PASSWORD", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert any("cannot be used: file is not a database" in e for e in texts(at, "error"))
