@@ -32,6 +32,8 @@ KNOWN_SIZES: dict[str, tuple[int, int, int]] = {
     "synthetic": (1000, 1000, 200),
 }
 NATIVE_IMAGE_SIZE = {"cifar10-mini": 32, "cifar10": 32, "stl10": 96, "synthetic": 32, "imagefolder": 32}
+MAX_PATH_CHARS = 1024  # a longer data_dir is a mistake (and the OS refuses names past ~4096 anyway)
+MAX_GPUS = 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -247,8 +249,12 @@ def _validate(cfg: RunConfig) -> None:
             object.__setattr__(cfg, name, float(value))
 
     dev = cfg.device
-    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isascii()
+                                                       and dev[5:].isdecimal() and int(dev[5:]) < MAX_GPUS)):
+        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N (N < {MAX_GPUS}) or mps; got {dev[:40]!r}")
+    if cfg.data_dir is not None and (len(cfg.data_dir) > MAX_PATH_CHARS or "\x00" in cfg.data_dir):
+        raise ConfigError("data_dir", f"must be a path of at most {MAX_PATH_CHARS} characters without NUL bytes; "
+                                      f"got {len(cfg.data_dir)} characters")
     if cfg.warmup_epochs is not None and cfg.warmup_epochs > cfg.epochs:
         raise ConfigError("warmup_epochs", f"must be <= epochs ({cfg.epochs}); got {cfg.warmup_epochs}")
     if cfg.dataset == "imagefolder" and not cfg.data_dir:

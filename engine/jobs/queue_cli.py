@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from db.queries import list_runs
-from db.queue import NoSuchRun, SweepError, enqueue, expand_grid, parse_grid, request_cancel
+from db.queue import NoSuchRun, SweepError, check_submission, enqueue, expand_grid, parse_grid, request_cancel
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
@@ -49,8 +49,7 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
-        if args.retries < 0:
-            raise SweepError("--retries must be >= 0")
+        check_submission(args.name, args.retries)
         grid = parse_grid(args.grid)
         # Every combination is validated before the database is even opened.
         plan = expand_grid(config_overrides(args), grid, build=config_from_values)

@@ -333,25 +333,26 @@ class Worker:
             return True
         # Idle means nothing queued and nothing running anywhere: a run another worker loses can
         # still come back to the queue, and a worker meant to drain it should be there to take it.
-        return self.exit_when_idle and not queue.has_queued(self.engine) and queue.running_count(self.engine) == 0
+        return (self.exit_when_idle and not queue.has_queued(self.engine, skip=self._unsuitable)
+                and queue.running_count(self.engine) == 0)
 
     def _fill_slots(self) -> None:
         for slot in self.slots:
-            if slot.job is not None:
-                continue
-            if not queue.has_queued(self.engine):
-                return
-            run = queue.claim_next(self.engine, self.id, slot.device, skip=self._unsuitable)
-            if run is None:
-                return
-            problem = device_problem(str((run["config"] or {}).get("device", "auto")), slot.device)
-            if problem:
-                self._unsuitable.add(run["id"])
-                reason = f"worker {self.id} cannot run it: {problem}; it waits for a worker that can"
-                self.log(f"run {run['id']}: {reason}")
-                queue.release_claim(self.engine, run["id"], self.id, run["attempts"], reason)
-                continue
-            self._spawn(slot, run)
+            while slot.job is None:
+                if not queue.has_queued(self.engine, skip=self._unsuitable):
+                    return
+                run = queue.claim_next(self.engine, self.id, slot.device, skip=self._unsuitable)
+                if run is None:
+                    return
+                problem = device_problem(str((run["config"] or {}).get("device", "auto")), slot.device)
+                if problem:
+                    self._unsuitable.add(run["id"])
+                    reason = f"worker {self.id} cannot run it: {problem}; it waits for a worker that can"
+                    self.log(f"run {run['id']}: {reason}")
+                    queue.release_claim(self.engine, run["id"], self.id, run["attempts"], reason)
+                    continue  # and try the next queued run for this slot
+                self._spawn(slot, run)
+                break
 
     def _spawn(self, slot: Slot, run: dict) -> None:
         run_id, attempt = run["id"], run["attempts"]

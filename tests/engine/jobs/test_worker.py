@@ -20,11 +20,12 @@ from sqlalchemy import text
 from tests.engine.jobs import queue_support
 from db import queue
 from db.config import RunConfig
+from db.identity import database_id
 from db.queries import create_runs, get_run, list_runs, metric_rows
 from db.session import SchemaError, make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from engine.jobs.cli import main
-from engine.jobs.worker import Worker, plan_slots, visible_gpus
+from engine.jobs.worker import Worker, device_problem, plan_slots, visible_gpus
 from tests.engine.jobs.queue_support import pid_alive, start_worker
 from tests.support import wait_until
 
@@ -114,7 +115,7 @@ def test_worker_runs_each_queued_run_in_its_own_process(engine, sqlite_url: str,
     assert len({r["pid"] for r in runs}) == 4 and os.getpid() not in {r["pid"] for r in runs}
     for r in runs:
         log = Path(r["log_path"]).read_text()
-        assert Path(r["log_path"]) == Path(os.environ["SIMCLR_RUNS_DIR"]) / str(r["id"]) / "log.txt"
+        assert Path(r["log_path"]) == Path(os.environ["SIMCLR_RUNS_DIR"]) / database_id(engine) / str(r["id"]) / "log.txt"
         assert f"=== attempt 1 of run {r['id']} on worker {worker.id}" in log and f"run {r['id']} completed" in log
         assert r["worker_id"] == worker.id and r["device"] == "cpu" and r["attempts"] == 1
     assert no_unreaped_children()
@@ -287,7 +288,7 @@ def test_cancel_a_sweep(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: py
 def test_worker_refuses_an_outdated_schema(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
     eng = make_engine(sqlite_url)
     with eng.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'old0'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
     eng.dispose()
     with pytest.raises(SchemaError):
         Worker(sqlite_url, slots=plan_slots("cpu", 1, []))
@@ -348,3 +349,16 @@ def test_run_summary_of_a_vanished_run_is_a_sentence() -> None:
     from engine.jobs.runner import run_summary_line
 
     assert run_summary_line(None, 7) == "run 7 no longer exists in this database"
+
+
+def test_a_run_needing_a_device_the_worker_lacks_is_given_back_with_a_message(engine) -> None:
+    gpu_run, cpu_run = create_runs(engine, [RunConfig(device="cuda", batch_size=64), RunConfig(batch_size=64)])
+    worker = in_process_worker(engine.url.render_as_string(hide_password=False))
+    worker._fill_slots()
+    gpu = get_run(engine, gpu_run)
+    assert gpu["status"] == QUEUED and gpu["attempts"] == 0 and "has no GPU" in gpu["error"]
+    assert get_run(engine, cpu_run)["status"] == RUNNING  # the worker went on to the run it can do
+    assert worker.slots[0].job is not None and worker.slots[0].job.run_id == cpu_run
+    worker.slots[0].job.proc.wait()
+    assert device_problem("cuda:1", "cuda:0") and device_problem("cuda", "cuda:0") is None
+    assert device_problem("mps", "cpu") and device_problem("auto", "cpu") is None
