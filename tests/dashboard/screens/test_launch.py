@@ -169,7 +169,7 @@ def test_augmentation_preview_draws_two_views_per_image(app, db: Engine) -> None
 
 
 def test_procfile_runs_web_without_local_worker_and_a_worker() -> None:
-    lines = dict(line.split(": ", 1) for line in (Path(__file__).parents[2] / "Procfile").read_text().splitlines() if line)
+    lines = dict(line.split(": ", 1) for line in (Path(__file__).parents[3] / "Procfile").read_text().splitlines() if line)
     assert "SIMCLR_NO_LOCAL_WORKER=1" in lines["web"] and "streamlit run dashboard/app.py" in lines["web"]
     assert "--server.address ${SIMCLR_ADDRESS:-localhost}" in lines["web"] and "--server.fileWatcherType none" in lines["web"]
     assert lines["worker"] == "python -m engine worker"
