@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from dashboard import auth, nav
+from dashboard import auth, nav, safety
 from dashboard.common import get_engine
 from dashboard.local_worker import LocalWorker, create
 from db.session import SchemaError, default_url, describe_url
@@ -30,6 +30,12 @@ def sidebar() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="SimCLR Lab", page_icon=":material/science:", layout="wide")
+    problem = safety.refusal(st.get_option("server.address"), auth.configured_password() is not None,
+                             st.context.headers.get("Host"))
+    if problem:  # listening on the network without a password, or a DNS-rebinding Host: draw nothing
+        st.navigation(nav.pages(), position="hidden")
+        st.error(problem)
+        return
     signed_in = auth.is_authenticated()
     # The pages are registered either way, so that a deep link such as /run?run=7 keeps its page
     # and query through the sign-in; signed out, the sign-in form is drawn instead of the page.

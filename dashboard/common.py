@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 
 import streamlit as st
@@ -44,3 +45,12 @@ def fmt_time(value: datetime | None) -> str:
 
 def run_label(run: dict) -> str:
     return f"#{run['id']} {run['name']}" if run.get("name") else f"#{run['id']}"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+
+
+def plain(text: object) -> str:
+    """`text` escaped for Streamlit's Markdown, so that it shows as typed: a run name or note such as
+    `![x](http://host/p.png)` must not make every viewer's browser fetch that image."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")

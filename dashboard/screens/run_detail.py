@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, charts, live, nav
-from dashboard.common import fmt_duration, fmt_time, get_engine, run_label
+from dashboard.common import fmt_duration, fmt_time, get_engine, plain, run_label
 from dashboard.launch_form import value_text
 from db import views
 from db.config import under_runs_root
@@ -71,7 +71,7 @@ def _status(run: dict[str, Any]) -> None:
         st.error(f"No heartbeat for {fmt_duration(run['heartbeat_age_s'])}: its worker or machine is gone. "
                  "A live worker requeues or fails it; if none is running, start one.")
     if run.get("error"):
-        (st.warning if run["status"] == "cancelled" else st.error)(run["error"])
+        (st.warning if run["status"] == "cancelled" else st.error)(plain(run["error"]))
     c = st.columns(5)
     c[0].metric("Loss (latest)", _num(run.get("latest_loss")))
     c[1].metric("kNN top-1", _num(run.get("knn_top1")))
@@ -125,7 +125,7 @@ def render() -> None:
         return
     engine = get_engine()
     run = views.run_summaries(engine, ids=[run_id])[0]
-    st.subheader(run_label(run))
+    st.subheader(plain(run_label(run)))  # a name is text, never Markdown
     c1, c2, c3, _ = st.columns([1, 1, 2, 2])
     if c1.button("Cancel", key="detail_cancel", disabled=run["status"] not in (QUEUED, RUNNING)):
         st.toast(actions.cancel_runs(engine, [run_id]).messages[0])

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import streamlit as st
 
 from dashboard import actions, charts, live, nav, run_table
-from dashboard.common import get_engine, run_label
+from dashboard.common import get_engine, plain, run_label
 from db import views
 from db.queue import live_workers
 from db.status import QUEUED, RUNNING, utcnow
@@ -84,7 +84,7 @@ def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
               args=(CONFIRM_DELETE, list(selected)),
               help="Delete the runs with their metrics, logs and checkpoints (asks first).")
     if n == 1:
-        c4.page_link(nav.RUN.path, label=f"Open {run_label(by_id[selected[0]])}", query_params={"run": selected[0]},
+        c4.page_link(nav.RUN.path, label=f"Open {plain(run_label(by_id[selected[0]]))}", query_params={"run": selected[0]},
                      icon=":material/monitoring:")
     doomed = st.session_state.get(CONFIRM_DELETE)
     if doomed:
