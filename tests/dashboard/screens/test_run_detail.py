@@ -92,3 +92,10 @@ def test_a_corrupt_database_is_one_line_on_the_page(tmp_path, monkeypatch) -> No
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     assert any("cannot be used: file is not a database" in e for e in texts(at, "error"))
+
+
+def test_a_run_name_in_markdown_is_shown_as_plain_text(app, db: Engine) -> None:
+    run = add_run(db, name="![x](http://attacker.example/p.png)")
+    at = app(run=run)
+    [title] = [s.value for s in at.subheader if "attacker" in s.value]
+    assert "![x](" not in title and "\\!\\[x\\]" in title
