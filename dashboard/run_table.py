@@ -23,11 +23,14 @@ COLUMN_CONFIG = {
     "loss": st.column_config.NumberColumn("loss", format="%.4f", help="latest train/loss (NT-Xent)"),
     "kNN top-1": st.column_config.NumberColumn("kNN top-1", format="%.4f"),
     "linear top-1": st.column_config.NumberColumn("linear top-1", format="%.4f"),
+    "disk MB": st.column_config.NumberColumn("disk MB", format="%.1f", help="checkpoint and log on disk"),
     "open": st.column_config.LinkColumn("open", display_text="details", width="small"),
 }
 
 
-def frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def frame(runs: Sequence[dict[str, Any]], disk: dict[int, int] | None = None) -> pd.DataFrame:
+    """The table's rows; `disk`: bytes of each run's folder (checkpoint and log)."""
+    disk = disk or {}
     rows = []
     for r in runs:
         cfg = r.get("config") or {}
@@ -37,14 +40,15 @@ def frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "subset": "all" if r["subset_size"] is None else str(r["subset_size"]), "epochs": r["epochs"],
             "seed": cfg.get("seed"), "loss": r.get("latest_loss"), "kNN top-1": r.get("knn_top1"),
             "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
+            "disk MB": disk.get(r["id"], 0) / 1e6,
             "sweep": r.get("sweep_id") or "", "open": f"{nav.RUN.url_path}?run={r['id']}",
         })
     columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
-               "seed", "loss", "kNN top-1", "linear top-1", "duration", "sweep", "open"]
+               "seed", "loss", "kNN top-1", "linear top-1", "duration", "disk MB", "sweep", "open"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def selectable_table(key: str, runs: Sequence[dict[str, Any]]) -> list[int]:
+def selectable_table(key: str, runs: Sequence[dict[str, Any]], disk: dict[int, int] | None = None) -> list[int]:
     """Draw the runs table; returns the ids of the selected runs."""
     state = st.session_state
     ids = [r["id"] for r in runs]
@@ -61,7 +65,7 @@ def selectable_table(key: str, runs: Sequence[dict[str, Any]]) -> list[int]:
         state[f"{key}_snapshot"] = snapshot
         widget = f"{key}_{snapshot['version']}"
         default = {"selection": {"rows": [ids.index(i) for i in selected], "columns": []}}
-    event = st.dataframe(frame(runs), key=widget, on_select="rerun", selection_mode="multi-row", hide_index=True,
+    event = st.dataframe(frame(runs, disk), key=widget, on_select="rerun", selection_mode="multi-row", hide_index=True,
                          column_config=COLUMN_CONFIG, selection_default=default, placeholder="-")
     rows = list(event.selection.rows) if default is None else [ids.index(i) for i in selected]
     return [ids[p] for p in rows if 0 <= p < len(ids)]

@@ -13,7 +13,9 @@ import streamlit as st
 from dashboard import actions, charts, live, nav, run_table
 from dashboard.common import get_engine, plain, run_label
 from db import views
+from db.config import runs_root
 from db.queue import live_workers
+from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
 from db.status import QUEUED, RUNNING, utcnow
 
 STATUS_FILTER, SWEEP_FILTER = "runs_status_filter", "runs_sweep_filter"
@@ -51,9 +53,25 @@ def live_section(statuses: tuple[str, ...], sweep: str) -> None:
         st.info("No runs here yet. Launch some on the Launch page.")
         st.page_link(nav.LAUNCH.path, label="Launch", icon=":material/rocket_launch:")
         return
-    selected = run_table.selectable_table(TABLE, runs)
+    disk, total = _disk_use(str(engine.url), str(runs_root()), tuple(r["id"] for r in runs))
+    selected = run_table.selectable_table(TABLE, runs, disk)
+    st.caption(f"Run folders take {human(total)} on disk (checkpoints and logs).")
     _actions(selected, {r["id"]: r for r in runs})
     _curves(engine, selected, runs)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _disk_use(url: str, root: str, run_ids: tuple[int, ...]) -> tuple[dict[int, int], int]:
+    # Walking run folders every 1.5 s in every tab is wasted work: sizes change slowly, so all
+    # sessions share one answer for 10 s. The database URL and the runs folder are in the key.
+    engine = get_engine()
+    return run_bytes(engine, run_ids), total_bytes(engine)
+
+
+def _discard(selected: list[int]) -> None:
+    engine = get_engine()
+    st.session_state[MESSAGE] = "\n\n".join(discard_checkpoint(engine, run_id) for run_id in selected)
+    _disk_use.clear()
 
 
 def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
@@ -75,7 +93,7 @@ def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
     # Callbacks, not `if st.button(...)`: they run before the next redraw, so the table that follows
     # a click already shows its effect (and no extra rerun is needed).
     n = len(selected)
-    c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
+    c1, c2, c3, c5, c4 = st.columns([1, 1, 1, 1.5, 2.5])
     c1.button(f"Cancel ({n})", key="runs_cancel", disabled=not n, on_click=_cancel, args=(list(selected),),
               help="Queued runs are cancelled at once; running ones stop at their next step.")
     if c2.button("Clone", key="runs_clone", disabled=n != 1, help="Open the launch form with this run's configuration."):
@@ -83,6 +101,9 @@ def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
     c3.button(f"Delete ({n})", key="runs_delete", disabled=not n, on_click=st.session_state.__setitem__,
               args=(CONFIRM_DELETE, list(selected)),
               help="Delete the runs with their metrics, logs and checkpoints (asks first).")
+    c5.button(f"Discard checkpoints ({n})", key="runs_discard", disabled=not n, on_click=_discard,
+              args=(list(selected),), help="Free disk space: delete the selected runs' checkpoints (not of running "
+                                           "runs). A resumed run then starts over; logs and metrics stay.")
     if n == 1:
         c4.page_link(nav.RUN.path, label=f"Open {plain(run_label(by_id[selected[0]]))}", query_params={"run": selected[0]},
                      icon=":material/monitoring:")

@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the schema to this code's version")
     p.set_defaults(func=cmd_db)
 
+    p = sub.add_parser("disk", help="disk use of run folders; discard checkpoints",
+                       description="Without options: the disk use of every run's folder and the total. "
+                                   "--discard deletes checkpoints (a resumed run then starts over).")
+    p.add_argument("--discard", type=int, nargs="+", metavar="RUN_ID", default=[],
+                   help="delete these runs' checkpoints (not while they run)")
+    p.add_argument("--discard-finished", action="store_true",
+                   help="delete the checkpoints of every completed, failed and cancelled run")
+    p.set_defaults(func=cmd_disk)
+
     p = sub.add_parser("execute", help=argparse.SUPPRESS)  # a worker's child process: run one claimed run
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_execute)
@@ -152,6 +161,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
               f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6}  {r['name'] or ''}")
     if not rows:
         print("(no runs)")
+    return 0
+
+
+def cmd_disk(args: argparse.Namespace) -> int:
+    from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
+    from db.status import FINISHED
+
+    db = make_engine(args.db)
+    rows = list_runs(db)
+    targets = list(args.discard) + ([r["id"] for r in rows if r["status"] in FINISHED] if args.discard_finished else [])
+    for run_id in targets:
+        print(discard_checkpoint(db, run_id))
+    if targets:
+        return 0
+    sizes = run_bytes(db, [r["id"] for r in rows])
+    print(f"{'id':>5}  {'status':<10} {'disk':>9}  name")
+    for r in rows:
+        print(f"{r['id']:>5}  {r['status']:<10} {human(sizes[r['id']]):>9}  {r['name'] or ''}")
+    print(f"total: {human(total_bytes(db))} in run folders")
     return 0
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from sqlalchemy import Engine, func, select
 
@@ -153,3 +156,31 @@ def test_dead_run_folder_path_outside_runs_root_is_left_alone(app, db: Engine, t
     at.button(key="runs_delete").click().run()
     at.button(key="runs_delete_confirm").click().run()
     assert list_runs(db) == [] and outside.exists()
+
+
+def test_disk_use_is_shown_and_checkpoints_can_be_discarded(app, db: Engine) -> None:
+    run = add_run(db, status="completed")
+    folder = run_dir(run, database_id(db))
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(os.urandom(3_000_000))
+    at = app("runs")
+    assert at.dataframe[0].value["disk MB"].iloc[0] == pytest.approx(3.0, abs=0.1)
+    assert any("3.0 MB on disk" in c for c in texts(at, "caption"))
+    at = _select(at, 0)
+    at.button(key="runs_discard").click().run()
+    assert not (folder / "checkpoint.pt").exists()
+    assert any("checkpoint discarded (3.0 MB freed)" in i for i in texts(at, "info"))
+
+
+def test_disk_command_lists_use_and_discards(db: Engine, capsys: pytest.CaptureFixture) -> None:
+    from engine.jobs.cli import main
+
+    run = add_run(db, status="failed")
+    folder = run_dir(run, database_id(db))
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(os.urandom(2_000_000))
+    assert main(["disk"]) == 0
+    out = capsys.readouterr().out
+    assert "2.0 MB" in out and "total: 2.0 MB" in out
+    assert main(["disk", "--discard-finished"]) == 0
+    assert "checkpoint discarded" in capsys.readouterr().out and not (folder / "checkpoint.pt").exists()
