@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import launch_form as lf
-from dashboard import nav, preview
+from dashboard import live, nav, preview
 from dashboard.common import fmt_duration, get_engine
 from dashboard.estimate import estimate
 from db import views
@@ -179,6 +179,7 @@ def _launch(plan: lf.Plan, name: str) -> None:
     except SweepError as e:
         st.session_state[RESULT] = ("error", f"Nothing was launched: {e}")
         return
+    live.forget()  # the Runs page shows the new runs at once
     ids = [run_id for run_id, _ in queued]
     what = f"sweep {sweep_id}: {len(ids)} runs (ids {ids[0]}-{ids[-1]})" if sweep_id else f"run {ids[0]}"
     st.session_state[RESULT] = ("success", f"Queued {what}.")

@@ -16,7 +16,7 @@ from db import views
 from db.config import runs_root
 from db.queue import live_workers
 from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
-from db.status import QUEUED, RUNNING, utcnow
+from db.status import QUEUED, RUNNING
 
 STATUS_FILTER, SWEEP_FILTER = "runs_status_filter", "runs_sweep_filter"
 TABLE = "runs_table"
@@ -44,7 +44,7 @@ def render() -> None:
 @st.fragment(run_every=live.REFRESH_EVERY_S)
 def live_section(statuses: tuple[str, ...], sweep: str) -> None:
     engine = get_engine()
-    runs = views.run_summaries(engine, status=statuses or None, sweep_id=sweep or None, now=utcnow())
+    runs = live.run_summaries(engine, statuses, sweep)  # one query per SHARE_S for every open tab
     _worker_notice(runs)
     message = st.session_state.pop(MESSAGE, None)
     if message:
@@ -72,6 +72,7 @@ def _discard(selected: list[int]) -> None:
     engine = get_engine()
     st.session_state[MESSAGE] = "\n\n".join(discard_checkpoint(engine, run_id) for run_id in selected)
     _disk_use.clear()
+    live.forget()
 
 
 def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
@@ -82,11 +83,13 @@ def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
 
 def _cancel(selected: list[int]) -> None:
     st.session_state[MESSAGE] = "\n\n".join(actions.cancel_runs(get_engine(), selected).messages)
+    live.forget()
 
 
 def _delete(doomed: list[int]) -> None:
     st.session_state.pop(CONFIRM_DELETE, None)
     st.session_state[MESSAGE] = "\n\n".join(actions.delete_runs(get_engine(), doomed).messages)
+    live.forget()
 
 
 def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
