@@ -102,6 +102,30 @@ TAB_MAX_EPOCH = """() => {
 }"""
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def watch(pages: list, opened: list[float], first_table: list[float | None], staleness: list[list[float]],
+          seen: list[tuple[float, float]], end: float) -> None:
+    """Every 0.5 s (or as fast as a loaded machine allows): which tabs show a table, and how far
+    each tab's loss chart is behind the database."""
+    while time.monotonic() < end:
+        tick = time.monotonic()
+        for i, page in enumerate(pages):
+            if first_table[i] is None and page.query_selector('[data-testid="stDataFrame"]'):
+                first_table[i] = time.monotonic() - opened[i]
+            try:
+                shown = page.evaluate(TAB_MAX_EPOCH)
+            except Exception:  # noqa: BLE001 — a tab mid-navigation
+                shown = None
+            now = time.monotonic()
+            if shown is not None and seen:
+                missing = [t for t, e in seen if e > shown + 1e-9]
+                staleness[i].append(now - missing[0] if missing else 0.0)
+        time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tabs", type=int, default=20)
@@ -114,6 +138,9 @@ def main() -> int:
         raise SystemExit("--tabs 1..50, --seconds 5..600, --runs 1..8")
 
     from playwright.sync_api import sync_playwright
+
+    # `timeout` and Ctrl-C end the watch early but still stop every process and print what was seen.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     tmp = Path(tempfile.mkdtemp(prefix="twenty-tabs-"))
     db_url = f"sqlite:///{tmp / 'simclr.db'}"
@@ -168,28 +195,15 @@ def main() -> int:
             cpu0, wall0 = sum(server_ps.cpu_times()[:2]), time.monotonic()
             staleness: list[list[float]] = [[] for _ in pages]
             end = wall0 + args.seconds
-            while time.monotonic() < end:
-                tick = time.monotonic()
-                for i, page in enumerate(pages):
-                    if first_table[i] is None and page.query_selector('[data-testid="stDataFrame"]'):
-                        first_table[i] = time.monotonic() - opened[i]
-                    try:
-                        shown = page.evaluate(TAB_MAX_EPOCH)
-                    except Exception:  # noqa: BLE001 — a tab mid-navigation
-                        shown = None
-                    now = time.monotonic()
-                    if shown is not None and seen:
-                        missing = [t for t, e in seen if e > shown + 1e-9]
-                        staleness[i].append(now - missing[0] if missing else 0.0)
-                time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
+            try:
+                watch(pages, opened, first_table, staleness, seen, end)
+            except KeyboardInterrupt:
+                print("interrupted: the figures below cover the window until then")
             cpu1, wall1 = sum(server_ps.cpu_times()[:2]), time.monotonic()
-            if os.environ.get("BENCH_DEBUG"):
-                print(pages[0].evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => "
-                                        "[d.layout && d.layout.title, d.data && d.data.length, "
-                                        "d.data && d.data[0] && d.data[0].x && d.data[0].x.length])"))
-                pages[0].screenshot(path=str(tmp / "tab0.png"))
-                print(tmp / "tab0.png")
-            browser.close()
+            try:
+                browser.close()
+            except Exception:  # noqa: BLE001 — interrupted mid-call
+                pass
     finally:
         stop.set()
         for proc in procs:
