@@ -251,7 +251,7 @@ def _validate(cfg: RunConfig) -> None:
     dev = cfg.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isascii()
                                                        and dev[5:].isdecimal() and int(dev[5:]) < MAX_GPUS)):
-        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N (N < {MAX_GPUS}) or mps; got {dev[:40]!r}")
+        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps (N < {MAX_GPUS}); got {dev[:40]!r}")
     if cfg.data_dir is not None and (len(cfg.data_dir) > MAX_PATH_CHARS or "\x00" in cfg.data_dir):
         raise ConfigError("data_dir", f"must be a path of at most {MAX_PATH_CHARS} characters without NUL bytes; "
                                       f"got {len(cfg.data_dir)} characters")
