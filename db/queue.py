@@ -62,8 +62,13 @@ def has_queued(engine: Engine, *, skip: Collection[int] = ()) -> bool:
         return conn.execute(query.limit(1)).first() is not None
 
 
-def claim_next(engine: Engine, worker_id: str, device: str, *, skip: Collection[int] = ()) -> dict[str, Any] | None:
+def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int | None = None,
+               skip: Collection[int] = ()) -> dict[str, Any] | None:
     """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
+
+    `max_devices`: take only a run whose config asks for at most that many devices (the free GPUs
+    of a worker); None for any. A run that does not fit waits for one that has room, and smaller
+    runs behind it go first.
 
     One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
@@ -76,6 +81,8 @@ def claim_next(engine: Engine, worker_id: str, device: str, *, skip: Collection[
     if RUNNING not in ALLOWED[QUEUED]:
         raise IllegalTransition(f"a run cannot go from {QUEUED} to {RUNNING}")
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
+    if max_devices is not None:  # configs from before the `devices` field have none: one device
+        pick = pick.where(func.coalesce(runs.c.config["devices"].as_integer(), 1) <= max_devices)
     if skip:
         pick = pick.where(runs.c.id.notin_(list(skip)))
     if not is_sqlite(engine):
@@ -105,11 +112,14 @@ def release_claim(engine: Engine, run_id: int, worker_id: str, attempt: int, rea
                           heartbeat_at=None, attempts=attempt - 1, error=reason)
 
 
-def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str) -> None:
-    """Note the run's process and log file; only while the run is still this worker's."""
+def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str,
+                   device: str | None = None) -> None:
+    """Note the run's process, log file and (when it differs from the claim's) devices; only while
+    the run is still this worker's."""
+    values: dict[str, Any] = dict(pid=pid, log_path=log_path, **({"device": device} if device else {}))
     with write_tx(engine) as conn:
         conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
-                                        runs.c.status == RUNNING).values(pid=pid, log_path=log_path))
+                                        runs.c.status == RUNNING).values(**values))
 
 
 # ----------------------------------------------------------------------- requeue / fail / recover

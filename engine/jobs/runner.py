@@ -3,6 +3,11 @@
 Used by `python -m engine train` (in the foreground) and by the worker's child processes
 (`python -m engine execute RUN_ID`). Whatever happens, the run leaves `running`: completed,
 cancelled, or failed with a one-line error (the full traceback goes to stderr, i.e. the log).
+
+A run with `devices` > 1 runs this in each of its processes (torchrun starts them): process 0
+heartbeats and records the outcome; the others train and report nothing. If another process
+fails, process 0 exits without recording one: the executor then sees the attempt fail, as for a
+crash, and requeues it (retries permitting) to resume from the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from db.models import runs
 from db.queries import get_run
 from db.session import write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
+from engine.simclr import distributed
 from engine.simclr.checkpoint import CheckpointError
 from engine.simclr.metrics_log import NonFiniteLoss
-from engine.simclr.trainer import RunCancelled, RunContext, train
+from engine.simclr.trainer import RunCancelled, RunContext, resolve_device, train
 
 HEARTBEAT_S = float(os.environ.get("SIMCLR_HEARTBEAT_S", "5"))
 # The final status write is retried (a full disk or a database restart may pass) before giving up;
@@ -110,12 +116,19 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
     if os.environ.get("SIMCLR_NUM_THREADS"):
         torch.set_num_threads(max(1, int(os.environ["SIMCLR_NUM_THREADS"])))
 
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, identity.database_id), on_step=on_step, log=log,
+    main = distributed.env_rank() == 0  # the run's only process, or process 0 of several
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, identity.database_id),
+                     on_step=on_step if main else None, log=log if main else _quiet,
                      keep_optimizer_state=os.environ.get("SIMCLR_KEEP_OPTIMIZER_STATE", "") not in ("", "0"))
     heartbeat = Heartbeat(db, run_id, run["worker_id"], ctx.cancel, identity=identity)
-    heartbeat.beat()
-    heartbeat.start()
+    if main:
+        heartbeat.beat()
+        heartbeat.start()
     try:
+        if cfg.devices > 1 or distributed.launched():
+            ctx.dp = dp = distributed.join(cfg, resolve_device(cfg.device))
+            ctx.log(f"data-parallel: {dp.world} processes on {dp.device.type}, {cfg.batch_size // dp.world} "
+                    f"images each per step, BatchNorm {'synchronised' if dp.sync_batchnorm else 'per process'}")
         summary = train(cfg, ctx)
         status, values = COMPLETED, {k: v for k, v in summary.items() if v is not None}
     except (RunCancelled, KeyboardInterrupt) as e:
@@ -124,12 +137,21 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         log(f"run {run_id} {why}; its last checkpoint is kept")
     except BaseException as e:  # noqa: BLE001 — every failure must leave a true status behind
         traceback.print_exc()
+        if ctx.dp and isinstance(e, torch.distributed.DistError):
+            # Another process of the run died (its traceback, if any, is in the same log). Not
+            # this run's verdict: exit without one, so the executor requeues it like a crash.
+            log(f"run {run_id}: another process of the run failed ({failure_message(e, cfg)}); "
+                "leaving the outcome to the executor")
+            raise
         status, values = FAILED, {"error": failure_message(e, cfg)}
         log(f"run {run_id} failed: {values['error']}")
     finally:
         heartbeat.stop()
+        distributed.leave()
     if heartbeat.database_changed:
         raise DatabaseChanged(f"run {run_id} stopped: {heartbeat.database_changed}")
+    if not main and status != FAILED:
+        return status  # process 0 records the outcome (any process may record its own failure)
     if heartbeat.lost:
         log(f"run {run_id} is no longer this process's (requeued or claimed elsewhere); leaving it as it is")
     return _final_write(db, run_id, run["worker_id"], status, values, log)
@@ -152,6 +174,10 @@ def _final_write(db: Engine, run_id: int, claim: str | None, status: str, values
             log(f"could not record run {run_id} as {status} ({str(e).splitlines()[0]}); retrying in {delay:g} s")
             time.sleep(delay)
     return status
+
+
+def _quiet(message: str) -> None:
+    """The log of processes other than 0: process 0 speaks for the run."""
 
 
 def run_summary_line(run: dict[str, Any] | None, run_id: int | None = None) -> str:
