@@ -27,6 +27,8 @@ from db.session import is_sqlite, read_tx, write_tx
 from db.status import ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, transition, utcnow
 
 DEFAULT_STALE_AFTER_S = 60.0
+# The claim (worker_id) a run's process was started for; it trains the run only while that claim holds.
+CLAIM_ENV = "SIMCLR_CLAIM"
 
 
 class NoSuchRun(LookupError):
@@ -112,14 +114,18 @@ def release_claim(engine: Engine, run_id: int, worker_id: str, attempt: int, rea
                           heartbeat_at=None, attempts=attempt - 1, error=reason)
 
 
-def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str,
-                   device: str | None = None) -> None:
-    """Note the run's process, log file and (when it differs from the claim's) devices; only while
-    the run is still this worker's."""
-    values: dict[str, Any] = dict(pid=pid, log_path=log_path, **({"device": device} if device else {}))
+RECORDABLE = ("pid", "log_path", "device", "executor")
+
+
+def record_process(engine: Engine, run_id: int, worker_id: str, **values: Any) -> bool:
+    """Note where the run executes (`pid`, `log_path`, `device`, `executor`), only while it is still
+    `worker_id`'s claim. Columns not given are left as they are."""
+    unknown = set(values) - set(RECORDABLE)
+    if unknown:
+        raise TypeError(f"record_process: not a process column: {', '.join(sorted(unknown))}")
     with write_tx(engine) as conn:
-        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
-                                        runs.c.status == RUNNING).values(**values))
+        return conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
+                                               runs.c.status == RUNNING).values(**values)).rowcount == 1
 
 
 # ----------------------------------------------------------------------- requeue / fail / recover
@@ -156,7 +162,7 @@ def _requeue_or_fail(conn: Connection, run: Mapping[str, Any], reason: str, *,
         left = retries - 1 if consume_retry else retries
         # Clear the claim so the dashboard does not show a dead worker or pid on a queued run.
         transition(conn, run_id, QUEUED, expect=RUNNING, retries_left=left, worker_id=None, pid=None,
-                   device=None, heartbeat_at=None, error=None)
+                   device=None, executor=None, heartbeat_at=None, error=None)
         return Outcome(run_id, QUEUED, f"{reason}; requeued to resume from its last checkpoint "
                                        f"({left} retr{'y' if left == 1 else 'ies'} left)")
     attempts = run["attempts"]
@@ -187,13 +193,17 @@ def recover_stale(engine: Engine, timeout_s: float = DEFAULT_STALE_AFTER_S, *,
     return outcomes
 
 
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def describe_exit(returncode: int) -> str:
     """Words for a child's exit status (Popen: negative = killed by that signal)."""
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
+        name = signal_name(-returncode)
         hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -returncode == signal.SIGKILL else ""
         return f"run process killed by {name}{hint}"
     if returncode == 0:
@@ -247,6 +257,47 @@ def cancel_requested(engine: Engine, run_ids: list[int]) -> set[int]:
     query = select(runs.c.id).where(runs.c.id.in_(run_ids), runs.c.cancel_requested.is_(True))
     with read_tx(engine) as conn:
         return set(conn.execute(query).scalars())
+
+
+# ------------------------------------------------------------------------------------ Ray claims
+# A run the Ray dispatcher took is claimed by its Ray job: worker_id = "ray:" + the job's submission
+# id, which names the run and the attempt. The claim outlives the dispatcher (a restarted one finds
+# its runs by this prefix and asks Ray about each), and the run's process checks it (SIMCLR_CLAIM),
+# so a job of an attempt that was given up never trains the run again.
+RAY_CLAIM_PREFIX = "ray:"
+
+
+def ray_claims(engine: Engine) -> list[dict[str, Any]]:
+    """Running runs claimed by a Ray job, oldest first."""
+    query = (select(runs.c.id, runs.c.worker_id, runs.c.attempts, runs.c.executor, runs.c.cancel_requested,
+                    runs.c.config, runs.c.log_path)
+             .where(runs.c.status == RUNNING, runs.c.worker_id.startswith(RAY_CLAIM_PREFIX)).order_by(runs.c.id))
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def hand_over_claim(engine: Engine, run_id: int, old: str, new: str) -> bool:
+    """Pass a just-claimed run from `old` (the claimant) to `new`; False when it is no longer `old`'s.
+
+    The device is cleared: the run's process records the one it really trains on.
+    """
+    with write_tx(engine) as conn:
+        return conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == old, runs.c.status == RUNNING)
+                            .values(worker_id=new, device=None)).rowcount == 1
+
+
+def fail_claim(engine: Engine, run_id: int, claim: str, error: str) -> bool:
+    """Fail a run that can never run as claimed (e.g. more GPUs than any machine has); no retry helps."""
+    with write_tx(engine) as conn:
+        return transition(conn, run_id, FAILED, expect=RUNNING, claimed_by=claim, error=error)
+
+
+def heartbeat_claims(engine: Engine, claims: Sequence[str]) -> None:
+    """Mark alive the running runs held by these claims (Ray jobs that Ray says are pending or running)."""
+    if claims:
+        with write_tx(engine) as conn:
+            conn.execute(update(runs).where(runs.c.status == RUNNING, runs.c.worker_id.in_(list(claims)))
+                         .values(heartbeat_at=utcnow()))
 
 
 # --------------------------------------------------------------------------------------- workers

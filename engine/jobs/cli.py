@@ -1,4 +1,5 @@
-"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel: queue_cli)."""
+"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel: queue_cli; dispatch:
+ray_dispatch)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from db.config import ConfigError
 from db.identity import DatabaseChanged
 from db.queries import create_run, get_run, list_runs
-from db.queue import DEFAULT_STALE_AFTER_S
+from db import executor
+from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S
 from db.session import SchemaError, default_url, describe_url, make_engine, write_tx
 from db.status import FAILED, QUEUED, RUNNING, transition, utcnow
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
@@ -56,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_execute)
 
     from engine.jobs.queue_cli import add_queue_commands
+    from engine.jobs.ray_dispatch import add_dispatch_command
 
     add_queue_commands(sub)
+    add_dispatch_command(sub)
     return parser
 
 
@@ -100,9 +104,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _claim_values() -> dict:
-    now = utcnow()
-    return dict(worker_id=f"cli:{socket.gethostname()}:{os.getpid()}", pid=os.getpid(), started_at=now,
-                heartbeat_at=now, attempts=1, cancel_requested=False, error=None)
+    now, host = utcnow(), socket.gethostname()
+    return dict(worker_id=f"cli:{host}:{os.getpid()}", pid=os.getpid(), started_at=now, heartbeat_at=now,
+                attempts=1, cancel_requested=False, error=None, executor=executor.command_line(host, os.getpid()))
 
 
 def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
@@ -172,8 +176,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from engine.simclr.distributed import env_rank
 
     db = make_engine(args.db)
-    status = execute_run(db, args.run_id, log=lambda m: print(m, flush=True))
-    if env_rank() == 0:  # one summary per run, not per process
+    main = env_rank() == 0  # one header and one summary per run, not per process
+    if main:
+        # Where and with what it runs, first in its log (a Ray job's log is the only record of its node).
+        print(f"run {args.run_id}: pid {os.getpid()} on {socket.gethostname()}, "
+              f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, "
+              f"SIMCLR_NUM_THREADS={os.environ.get('SIMCLR_NUM_THREADS')!r}", flush=True)
+    status = execute_run(db, args.run_id, log=lambda m: print(m, flush=True), claim=os.environ.get(CLAIM_ENV))
+    if main:
         print(run_summary_line(get_run(db, args.run_id), args.run_id), flush=True)
     return 1 if status == "failed" else 0
 

@@ -99,11 +99,20 @@ def failure_message(exc: BaseException, cfg: RunConfig) -> str:
 
 
 def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float], None] | None = None,
-                log: Callable[[str], None] = print) -> str:
-    """Train run `run_id` (already claimed: status running) to completion; returns its final status."""
+                log: Callable[[str], None] = print, claim: str | None = None) -> str:
+    """Train run `run_id` (already claimed: status running) to completion; returns its final status.
+
+    With `claim`, only while the run is still held by that claim: a process that starts late (a
+    Ray job that waited for resources while its attempt was given up and the run claimed again)
+    leaves the run alone.
+    """
     run = get_run(db, run_id)
     if run is None:
         raise LookupError(f"no run with id {run_id}")
+    if claim is not None and (run["status"] != RUNNING or run["worker_id"] != claim):
+        log(f"run {run_id} is no longer claimed by {claim} (it is {run['status']}, claimed by "
+            f"{run['worker_id'] or 'nobody'}); not training it")
+        return run["status"]
     if run["status"] != RUNNING:
         raise RuntimeError(f"run {run_id} is {run['status']}, not running: claim it first")
     identity = identify(db)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from dashboard.screens.run_detail import tail
+from db import executor
 from db.config import run_dir, runs_root
 from db.identity import database_id
 from tests.dashboard.dash_helpers import add_metrics, add_run, texts
@@ -99,3 +100,16 @@ def test_a_run_name_in_markdown_is_shown_as_plain_text(app, db: Engine) -> None:
     at = app(run=run)
     [title] = [s.value for s in at.subheader if "attacker" in s.value]
     assert "![x](" not in title and "\\!\\[x\\]" in title
+
+
+def test_where_the_run_executes_with_a_link_to_its_ray_job(app, db: Engine) -> None:
+    where = executor.ray_job("simclr-run1-attempt1-0123abcd", "10.0.0.7", "http://head:8265")
+    run = add_run(db, status="running", executor=where)
+    at = app(run=run)
+    line = next(m.value for m in at.markdown if "Executes on" in m.value)
+    assert "ray job simclr-run1-attempt1-0123abcd on node 10.0.0.7" in line
+    assert "[Ray dashboard](http://head:8265/#/jobs/simclr-run1-attempt1-0123abcd)" in line
+    assert any("output is saved here when the job ends" in c.value for c in at.caption)
+    local = add_run(db, status="running", executor=executor.local_worker("box", 42, [0], "cuda:0"))
+    line = next(m.value for m in app(run=local).markdown if "Executes on" in m.value)
+    assert "worker box:42 slot 0 (cuda:0)" in line and "Ray dashboard" not in line
