@@ -68,6 +68,14 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
                               "migration history, and they are not a schema this code knows: move it aside to "
                               "start afresh")
         command.stamp(alembic_config(engine), "0001")
+        try:
+            command.upgrade(alembic_config(engine), "head")
+        except Exception as e:  # not 0001's columns after all: undo the stamp, say so
+            command.stamp(alembic_config(engine), "base")
+            raise SchemaError(f"the run database {_describe(engine)} has no migration history and could not be "
+                              f"adopted as revision 0001 ({str(e).splitlines()[0]}): move it aside to start "
+                              "afresh") from None
+        return before, current_revision(engine) or ""
     command.upgrade(alembic_config(engine), "head")
     return before, current_revision(engine) or ""
 

@@ -104,6 +104,7 @@ def test_a_database_made_before_migrations_is_adopted_by_upgrade(sqlite_url: str
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alembic_version"))
         conn.execute(text("DROP TABLE lab_meta"))  # what the first version left: runs, metrics, workers
+        conn.execute(text("ALTER TABLE runs DROP COLUMN executor"))  # (0006's column)
     engine.dispose()
     with pytest.raises(SchemaError, match="no migration history.*db upgrade"):
         make_engine(sqlite_url)
