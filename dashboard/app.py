@@ -1,6 +1,6 @@
 """SimCLR Lab dashboard: `streamlit run dashboard/app.py` (the README's `./lab.sh serve`).
 
-Pages (st.navigation): Launch, Runs, Run detail (deep link ?run=ID), Compare. This entry script
+Pages (st.navigation): Launch, Runs, Run detail (deep link ?run=ID), Compare, Workers. This entry script
 runs on every interaction: it gates on the optional password, keeps a local worker alive when no
 other worker is, draws the sidebar, and runs the chosen page.
 """

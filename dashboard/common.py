@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from datetime import datetime
@@ -47,10 +48,17 @@ def run_label(run: dict) -> str:
     return f"#{run['id']} {run['name']}" if run.get("name") else f"#{run['id']}"
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|~$:")
 
 
-def plain(text: object) -> str:
-    """`text` escaped for Streamlit's Markdown, so that it shows as typed: a run name or note such as
-    `![x](http://host/p.png)` must not make every viewer's browser fetch that image."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+def md_plain(text: str) -> str:
+    """`text` escaped so that Streamlit's Markdown shows it literally: run names, tags and notes are
+    typed by people, and as Markdown a name like ![x](http://host/img.png) made every viewer's
+    browser fetch that URL. Use it wherever such text meets Markdown (labels, subheaders)."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIALS else c for c in text)
+
+
+def plain_heading(text: str) -> None:
+    """A subheader that is text and nothing else: HTML-escaped, so no Markdown (not even the
+    autolinking of a bare URL, which escaping for Markdown does not stop) applies to it."""
+    st.html(f'<h3 style="margin: 0.5rem 0; font-weight: 600">{html.escape(text)}</h3>')

@@ -25,7 +25,8 @@ LAUNCH = PageSpec("screens/launch.py", "Launch", ":material/rocket_launch:", "la
 RUNS = PageSpec("screens/runs.py", "Runs", ":material/table_rows:", "runs")
 RUN = PageSpec("screens/run_detail.py", "Run detail", ":material/monitoring:", "run")
 COMPARE = PageSpec("screens/compare.py", "Compare", ":material/compare_arrows:", "compare")
-ALL = (LAUNCH, RUNS, RUN, COMPARE)
+WORKERS = PageSpec("screens/workers.py", "Workers", ":material/dns:", "workers")
+ALL = (LAUNCH, RUNS, RUN, COMPARE, WORKERS)
 
 
 def pages() -> list[st.Page]:

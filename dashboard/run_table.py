@@ -45,10 +45,11 @@ def frame(runs: Sequence[dict[str, Any]], disk: dict[int, int] | None = None) ->
             "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
             "disk MB": disk.get(r["id"], 0) / 1e6,
             "sweep": r.get("sweep_id") or "", "executor": executor.label(r.get("executor")),
-            "open": f"{nav.RUN.url_path}?run={r['id']}",
+            "tags": ", ".join(r.get("tags") or []), "open": f"{nav.RUN.url_path}?run={r['id']}",
         })
     columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
-               "seed", "loss", "kNN top-1", "linear top-1", "duration", "disk MB", "sweep", "executor", "open"]
+               "seed", "loss", "kNN top-1", "linear top-1", "duration", "disk MB", "sweep", "executor", "tags",
+               "open"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -346,3 +346,11 @@ def run_dir(run_id: int, database_id: str) -> Path:
     """runs/<database id>/<run id>: run ids restart at 1 in every database, so the folder is
     named by both, and a new database pointed at an old runs folder never finds another's files."""
     return runs_root() / database_id / str(run_id)
+
+
+# What a run leaves in its folder (the engine writes them, the dashboard reads them without torch).
+CHECKPOINT_FILE = "checkpoint.pt"  # everything needed to resume, rewritten every epoch
+CHECKPOINT_INFO_FILE = "checkpoint.json"  # {epoch, step, saved_at} of that checkpoint
+ENCODER_FILE = "encoder.pt"  # the trained encoder alone, a torchvision ResNet state dict (at completion)
+ENCODER_INFO_FILE = "encoder.json"  # how to load it: encoder, stem, feature_dim, normalization, epoch, step
+INSIGHTS_FILE = "insights.npz"  # nearest neighbours and the 2-D feature map (at completion)

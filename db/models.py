@@ -59,6 +59,10 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     subset_indices: Mapped[list | None] = mapped_column(JSON)
 
+    # Annotations people add afterwards (db/annotations.py): sorted distinct tags, free text.
+    tags: Mapped[list | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
 
 class Metric(Base):
     __tablename__ = "metrics"

@@ -85,10 +85,26 @@ def write_metrics(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(_upsert(conn), list(rows))
 
 
+# Device-use samples (engine/jobs/sysmon.py) are numbered by sample, not by training step, and record
+# wall-clock facts that a resumed run does not replay: they are never dropped on resume.
+SYSTEM_PREFIX = "sys/"
+SYS_CPU, SYS_MEMORY, SYS_GPU_UTIL, SYS_GPU_MEMORY = (f"{SYSTEM_PREFIX}{n}" for n in
+                                                     ("cpu_percent", "memory_mb", "gpu_util", "gpu_memory_mb"))
+
+
 def delete_metrics_after(engine: Engine, run_id: int, step: int) -> int:
     """Drop rows logged after `step` (the last checkpoint) before a resumed run replays them."""
     with write_tx(engine) as conn:
-        return conn.execute(delete(metrics).where(metrics.c.run_id == run_id, metrics.c.step > step)).rowcount
+        return conn.execute(delete(metrics).where(metrics.c.run_id == run_id, metrics.c.step > step,
+                                                  ~metrics.c.name.startswith(SYSTEM_PREFIX))).rowcount
+
+
+def next_metric_step(engine: Engine, run_id: int, name: str) -> int:
+    """One past the highest step of a series (0 when empty): where a resumed sample counter goes on."""
+    query = select(func.coalesce(func.max(metrics.c.step) + 1, 0)).where(metrics.c.run_id == run_id,
+                                                                         metrics.c.name == name)
+    with read_tx(engine) as conn:
+        return conn.execute(query).scalar_one()
 
 
 def metric_rows(engine: Engine, run_ids: Sequence[int], names: Sequence[str] | None = None, *,

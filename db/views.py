@@ -8,13 +8,13 @@ columns); the dashboard turns them into pandas frames itself, which keeps pandas
 from __future__ import annotations
 
 import statistics
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.models import metrics, runs
+from db.models import metrics, runs, workers
 from db.queue import DEFAULT_STALE_AFTER_S
 from db.session import read_tx
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, utcnow
@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = (
     "id", "name", "status", "config", "dataset", "encoder", "optimizer", "batch_size", "subset_size",
     "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id", "executor",
     "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps",
-    "final_loss", "knn_top1", "linear_loss", "linear_top1", "error",
+    "final_loss", "knn_top1", "linear_loss", "linear_top1", "error", "tags", "note",
 )
 METRIC_COLUMNS = ("id", "run_id", "name", "step", "epoch", "value", "time")
 
@@ -266,3 +266,53 @@ def observed_throughput(engine: Engine, limit: int = 200) -> list[dict[str, Any]
             speeds.setdefault(run_id, []).append(value)
     return [{"id": rid, "config": by_id[rid].config, "device": by_id[rid].device,
              "images_per_sec": statistics.median(v)} for rid, v in speeds.items() if v]
+
+
+# ------------------------------------------------------------------------------------- workers
+WORKER_ALIVE, WORKER_STOPPED, WORKER_LOST = "alive", "stopped", "lost"
+
+
+def workers_overview(engine: Engine, *, limit: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every live worker and the `limit` most recent stopped or lost ones, live first, each with its runs.
+
+    `state`: alive (heartbeat within HEARTBEAT_TIMEOUT_S), stopped (said goodbye) or lost (went
+    silent); `running`: [{id, name, device, step, total_steps}] of the runs it holds now.
+    """
+    now = now or utcnow()
+    alive = workers.c.stopped_at.is_(None) & (workers.c.heartbeat_at >= now - timedelta(seconds=HEARTBEAT_TIMEOUT_S))
+    # Every live worker however old, then the newest `limit` of the others (the registry keeps all).
+    query = union_all(select(workers).where(alive),
+                      select(workers).where(~alive).order_by(workers.c.started_at.desc()).limit(limit).subquery()
+                      .select()).subquery()
+    query = select(query).order_by(query.c.started_at.desc())
+    held = (select(runs.c.id, runs.c.name, runs.c.worker_id, runs.c.device, runs.c.step, runs.c.total_steps,
+                   runs.c.epoch, runs.c.epochs)
+            .where(runs.c.status == RUNNING).order_by(runs.c.id))
+    with read_tx(engine) as conn:
+        found = [dict(r) for r in conn.execute(query).mappings()]
+        by_worker: dict[str, list[dict[str, Any]]] = {}
+        for r in conn.execute(held.where(runs.c.worker_id.in_([w["id"] for w in found]))).mappings():
+            by_worker.setdefault(r["worker_id"], []).append(dict(r))
+    for w in found:
+        w["heartbeat_age_s"] = (now - w["heartbeat_at"]).total_seconds()
+        w["state"] = (WORKER_STOPPED if w["stopped_at"] else
+                      WORKER_LOST if w["heartbeat_age_s"] > HEARTBEAT_TIMEOUT_S else WORKER_ALIVE)
+        w["running"] = by_worker.get(w["id"], [])
+    order = {WORKER_ALIVE: 0, WORKER_LOST: 1, WORKER_STOPPED: 2}
+    return sorted(found, key=lambda w: order[w["state"]])  # stable: newest first within a state
+
+
+def queued_in_order(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """Queued runs in the order workers will claim them (db.queue.claim_next takes the lowest id)."""
+    query = (select(runs.c.id, runs.c.name, runs.c.sweep_id, runs.c.created_at, runs.c.attempts, runs.c.encoder,
+                    runs.c.batch_size, runs.c.epochs, runs.c.cancel_requested)
+             .where(runs.c.status == QUEUED).order_by(runs.c.id).limit(limit))
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def all_tags(engine: Engine) -> list[str]:
+    """Every tag in use, sorted (for the Runs page's tag filter)."""
+    with read_tx(engine) as conn:
+        found = conn.execute(select(runs.c.tags).where(runs.c.tags.is_not(None))).scalars()
+        return sorted({t for tags in found for t in tags or []})

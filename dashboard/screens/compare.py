@@ -1,6 +1,7 @@
 """Compare: runs side by side. Overlaid curves, the config diff, and the seed experiment's table.
 
-Pick runs (deep link ?runs=3,4,5) or a whole sweep (?sweep=ID). Not live on purpose: comparisons
+Pick runs (deep link ?runs=3,4,5) or a whole sweep (?sweep=ID); the address bar follows the view
+(also &metric=, &x=, &colour=), so a copied link restores it. Not live on purpose: comparisons
 are of finished runs, and a table that reorders itself under the reader is no help.
 """
 
@@ -10,7 +11,7 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from dashboard import charts, results
+from dashboard import charts, results, sweep_analysis
 from dashboard.common import get_engine, run_label
 from db import views
 from db.status import COMPLETED
@@ -18,6 +19,7 @@ from db.status import COMPLETED
 MODE, SWEEP, RUNS = "cmp_mode", "cmp_sweep", "cmp_runs"
 METRIC, X_AXIS, SMOOTH, LOG_Y = "cmp_metric", "cmp_x", "cmp_smooth", "cmp_log"
 DEFAULT_RUNS = 24  # with nothing chosen, the newest completed runs
+URL_SETTINGS = {"metric": METRIC, "x": X_AXIS, "colour": sweep_analysis.COLOUR}
 
 
 def _init_from_url(labels: dict[int, str], sweeps: dict[str, int]) -> None:
@@ -26,6 +28,12 @@ def _init_from_url(labels: dict[int, str], sweeps: dict[str, int]) -> None:
         return
     sweep = st.query_params.get("sweep")
     wanted = [int(t) for t in st.query_params.get("runs", "").split(",") if t.strip().isdigit()]
+    # The view's other settings, as a shared link left them (each is checked where it is drawn).
+    for param, key in URL_SETTINGS.items():
+        if param in st.query_params:
+            state[key] = st.query_params[param]
+    if state.get(X_AXIS) not in (None, *charts.X_AXES):
+        del state[X_AXIS]
     if sweep in sweeps:
         state[MODE], state[SWEEP] = "Sweep", sweep
         return
@@ -46,9 +54,22 @@ def _pick(engine: Any) -> list[int]:
         if st.session_state.get(SWEEP) not in sweeps:
             st.session_state[SWEEP] = next(iter(sweeps))
         sweep = st.selectbox("Sweep", list(sweeps), key=SWEEP, format_func=lambda s: f"{s} ({sweeps[s]} runs)")
+        _set_url(sweep=sweep, runs=None)
         return sorted(views.run_ids(engine, sweep_id=sweep))
     st.session_state[RUNS] = [i for i in st.session_state.get(RUNS, []) if i in labels]
-    return sorted(st.multiselect("Runs", list(labels), key=RUNS, format_func=lambda i: labels[i]))
+    chosen = sorted(st.multiselect("Runs", list(labels), key=RUNS, format_func=lambda i: labels[i]))
+    _set_url(sweep=None, runs=",".join(map(str, chosen)) or None)
+    return chosen
+
+
+def _set_url(**params: str | None) -> None:
+    """Keep the address bar in step with the view (None removes a parameter)."""
+    for name, text in params.items():
+        if text is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != text:
+            st.query_params[name] = text
 
 
 def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
@@ -71,6 +92,7 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
     fig = charts.line_figure(df, x=x, labels={i: run_label(r) for i, r in by_id.items()},
                              title=charts.METRIC_TITLES.get(metric, metric), log_y=log_y, height=420)
     st.plotly_chart(fig, key="cmp_chart", config={"displaylogo": False})
+    _set_url(metric=metric, x=x)
 
     def full_csv() -> bytes:
         # Every point, not the drawn sample; built only when the button is clicked.
@@ -113,6 +135,9 @@ def render() -> None:
     _seed_tables(runs)
     st.subheader("Curves")
     _curves(engine, runs)
+    st.subheader("Sweep analysis")
+    sweep_analysis.section(runs)
+    _set_url(colour=st.session_state.get(sweep_analysis.COLOUR))
     st.subheader("Configuration differences")
     diff = results.config_diff(runs)
     if diff.empty:

@@ -1,4 +1,5 @@
-"""Run detail (deep link ?run=ID): configuration, status and error, curves, log tail, checkpoint."""
+"""Run detail (deep link ?run=ID): status and error, tags and note, curves, device use, log tail,
+checkpoint and encoder downloads, what the encoder learned, configuration."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, charts, live, nav
-from dashboard.common import fmt_duration, fmt_time, get_engine, plain, run_label
+from dashboard import actions, annotate, artifacts_view, charts, device_use, insights_view, live, nav
+from dashboard.common import fmt_duration, fmt_time, get_engine, md_plain, plain_heading, run_label
 from dashboard.launch_form import value_text
 from db import executor, views
 from db.config import under_runs_root
@@ -75,7 +76,7 @@ def _status(run: dict[str, Any]) -> None:
         st.error(f"No heartbeat for {fmt_duration(run['heartbeat_age_s'])}: its worker or machine is gone. "
                  "A live worker requeues or fails it; if none is running, start one.")
     if run.get("error"):
-        (st.warning if run["status"] == "cancelled" else st.error)(plain(run["error"]))
+        (st.warning if run["status"] == "cancelled" else st.error)(md_plain(run["error"]))
     c = st.columns(5)
     c[0].metric("Loss (latest)", _num(run.get("latest_loss")))
     c[1].metric("kNN top-1", _num(run.get("knn_top1")))
@@ -109,6 +110,8 @@ def _live(run_id: int) -> None:
                 continue
             fig = charts.line_figure(part, x="step", title=title, by_name=True, height=300)
             st.plotly_chart(fig, key=f"run_chart_{i}", config={"displaylogo": False})
+    st.subheader("Device use")
+    device_use.draw(engine, [run_id], {run_id: run_label(run)}, "run_use")
     st.subheader("Log")
     text = tail(run.get("log_path"))
     if text is None:
@@ -131,25 +134,20 @@ def render() -> None:
         return
     engine = get_engine()
     run = views.run_summaries(engine, ids=[run_id])[0]
-    st.subheader(plain(run_label(run)))  # a name is text, never Markdown
-    c1, c2, c3, _ = st.columns([1, 1, 2, 2])
+    plain_heading(run_label(run))
+    annotate.show(run)
+    c1, c2, _ = st.columns([1, 1, 4])
     if c1.button("Cancel", key="detail_cancel", disabled=run["status"] not in (QUEUED, RUNNING)):
         st.toast(actions.cancel_runs(engine, [run_id]).messages[0])
     if c2.button("Clone", key="detail_clone", help="Open the launch form with this configuration."):
         nav.clone_into_launch(run["config"])
-    ckpt = under_runs_root(run.get("checkpoint_path"))  # never serve a file outside the runs folder
-    if ckpt is not None and ckpt.is_file():
-        size_mb = ckpt.stat().st_size / 1e6
-        # A callable: the file is read only when someone clicks, not on every redraw.
-        c3.download_button(f"Download checkpoint ({size_mb:.1f} MB)", data=ckpt.read_bytes,
-                           file_name=f"run-{run_id}-checkpoint.pt", mime="application/octet-stream",
-                           key="detail_checkpoint", on_click="ignore")
-    else:
-        c3.caption("No checkpoint yet (one is written after every epoch).")
+    annotate.editor(run)
 
     active = run["status"] in (QUEUED, RUNNING)
     st.session_state[f"run_detail_live_{run_id}"] = active
     st.fragment(_live, run_every=live.REFRESH_EVERY_S if active else None)(run_id)
+    artifacts_view.checkpoint_section(run)
+    insights_view.section(run)
 
     with st.expander("Configuration", expanded=False):
         cfg = run.get("config") or {}

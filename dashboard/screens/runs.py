@@ -10,15 +10,15 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from dashboard import actions, charts, live, nav, run_table
-from dashboard.common import get_engine, plain, run_label
+from dashboard import actions, charts, live, nav, run_filter, run_table
+from dashboard.common import get_engine, md_plain, run_label
 from db import views
 from db.config import runs_root
 from db.queue import live_workers
 from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
 from db.status import QUEUED, RUNNING
 
-STATUS_FILTER, SWEEP_FILTER = "runs_status_filter", "runs_sweep_filter"
+STATUS_FILTER, SWEEP_FILTER = run_filter.STATUS_FILTER, run_filter.SWEEP_FILTER
 TABLE = "runs_table"
 CONFIRM_DELETE = "runs_confirm_delete"
 MESSAGE = "runs_message"
@@ -30,6 +30,9 @@ MAX_LIVE_RUNS = 12  # curves for more runs at once belong on Compare
 def render() -> None:
     st.title("Runs")
     engine = get_engine()
+    run_filter.restore_from_url()
+    st.session_state[STATUS_FILTER] = [s for s in st.session_state.get(STATUS_FILTER, [])
+                                       if s in views.DISPLAY_STATUSES]
     sweeps = {s["sweep_id"]: s["runs"] for s in views.sweeps(engine)}
     c1, c2 = st.columns(2)
     statuses = c1.multiselect("Status", list(views.DISPLAY_STATUSES), key=STATUS_FILTER,
@@ -38,13 +41,16 @@ def render() -> None:
         st.session_state[SWEEP_FILTER] = ""  # the sweep was deleted meanwhile
     sweep = c2.selectbox("Sweep", ["", *sweeps], key=SWEEP_FILTER,
                          format_func=lambda s: f"{s} ({sweeps[s]} runs)" if s else "all runs")
-    live_section(tuple(statuses), sweep)
+    view = run_filter.controls(views.all_tags(engine))
+    run_filter.write_url()
+    live_section(tuple(statuses), sweep, view)
 
 
 @st.fragment(run_every=live.REFRESH_EVERY_S)
-def live_section(statuses: tuple[str, ...], sweep: str) -> None:
+def live_section(statuses: tuple[str, ...], sweep: str, view: run_filter.View = run_filter.View()) -> None:
     engine = get_engine()
     runs = live.run_summaries(engine, statuses, sweep)  # one query per SHARE_S for every open tab
+    runs = run_filter.apply(runs, view)
     _worker_notice(runs)
     message = st.session_state.pop(MESSAGE, None)
     if message:
@@ -108,7 +114,7 @@ def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
               args=(list(selected),), help="Free disk space: delete the selected runs' checkpoints (not of running "
                                            "runs). A resumed run then starts over; logs and metrics stay.")
     if n == 1:
-        c4.page_link(nav.RUN.path, label=f"Open {plain(run_label(by_id[selected[0]]))}", query_params={"run": selected[0]},
+        c4.page_link(nav.RUN.path, label=f"Open {md_plain(run_label(by_id[selected[0]]))}", query_params={"run": selected[0]},
                      icon=":material/monitoring:")
     doomed = st.session_state.get(CONFIRM_DELETE)
     if doomed:

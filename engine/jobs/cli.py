@@ -57,10 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_execute)
 
+    from engine.jobs.annotate_cli import add_annotation_commands
     from engine.jobs.queue_cli import add_queue_commands
     from engine.jobs.ray_dispatch import add_dispatch_command
 
     add_queue_commands(sub)
+    add_annotation_commands(sub)
     add_dispatch_command(sub)
     return parser
 

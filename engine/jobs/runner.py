@@ -28,6 +28,7 @@ from db.models import runs
 from db.queries import get_run
 from db.session import write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
+from engine.jobs.sysmon import SystemMonitor
 from engine.simclr import distributed
 from engine.simclr.checkpoint import CheckpointError
 from engine.simclr.metrics_log import NonFiniteLoss
@@ -130,9 +131,12 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
                      on_step=on_step if main else None, log=log if main else _quiet,
                      keep_optimizer_state=os.environ.get("SIMCLR_KEEP_OPTIMIZER_STATE", "") not in ("", "0"))
     heartbeat = Heartbeat(db, run_id, run["worker_id"], ctx.cancel, identity=identity)
+    # Device use is sampled by process 0 only (its device): the sys/* series are one per run.
+    monitor = SystemMonitor(db, run_id)
     if main:
         heartbeat.beat()
         heartbeat.start()
+        monitor.start()
     try:
         if cfg.devices > 1 or distributed.launched():
             ctx.dp = dp = distributed.join(cfg, resolve_device(cfg.device))
@@ -156,6 +160,7 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         log(f"run {run_id} failed: {values['error']}")
     finally:
         heartbeat.stop()
+        monitor.stop()
         distributed.leave()
     if heartbeat.database_changed:
         raise DatabaseChanged(f"run {run_id} stopped: {heartbeat.database_changed}")

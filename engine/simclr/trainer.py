@@ -22,10 +22,12 @@ from typing import Any, Callable, Iterator
 import torch
 from sqlalchemy import Engine, func
 
-from db.config import RunConfig
+from db.config import CHECKPOINT_FILE, RunConfig
 from db.models import runs
 from db.identity import database_id
 from db.queries import delete_metrics_after, update_run
+from engine.simclr import insights
+from engine.simclr.artifacts import save_encoder, write_checkpoint_info
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import OWNER, CheckpointError, check_owner, discard_hint, load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
@@ -57,7 +59,7 @@ class RunContext:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
+        return self.run_dir / CHECKPOINT_FILE
 
 
 def resolve_device(name: str) -> torch.device:
@@ -205,6 +207,7 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
         save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, owner, model, optimizer, scheduler, epoch + 1,
                                                                step, aug_gen, shuffle_gen, rng_ranks))
+        write_checkpoint_info(ctx.run_dir, epoch=epoch + 1, step=step)
         update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
         ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
                 + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
@@ -224,6 +227,9 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     logger.flush()
     summary.update(linear_loss=lin_loss, linear_top1=lin_top1)
     ctx.log(f"linear probe: loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
+    if ctx.cancel.is_set():
+        raise RunCancelled()
+    _save_results(cfg, ctx, model, data, feats, mean, std, device, amp, step)
     if not ctx.keep_optimizer_state:
         _drop_optimizer_state(ctx.checkpoint_path)
     return summary
@@ -238,6 +244,27 @@ def _drop_optimizer_state(path: Path) -> None:
     if "optimizer" in state:
         keep = ("model", "epoch", "step", "config", OWNER)
         save_checkpoint(path, {k: state[k] for k in keep if k in state})
+
+
+def _save_results(cfg: RunConfig, ctx: RunContext, model: SimCLRModel, data: ImageData,
+                  feats: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor, device: torch.device,
+                  amp: torch.dtype | None, step: int) -> None:
+    """The encoder alone and the insights (neighbours, 2-D map), once, from the final model.
+
+    Extras for people: the run's results are already stored, so a failure here (a full disk, say)
+    is logged and leaves the run completed; the run page then says the file is missing.
+    """
+    try:
+        save_encoder(ctx.run_dir, model.encoder, cfg, feature_dim=model.feature_dim, epoch=cfg.epochs, step=step,
+                     mean=data.mean, std=data.std)
+    except Exception as e:  # noqa: BLE001
+        ctx.log(f"encoder.pt not written: {type(e).__name__}: {e}")
+    started = time.perf_counter()
+    try:
+        insights.save(ctx.run_dir, insights.compute(cfg, data, feats, mean, std, device, amp))
+        ctx.log(f"insights (nearest neighbours, 2-D map of the features) in {time.perf_counter() - started:.1f} s")
+    except Exception as e:  # noqa: BLE001
+        ctx.log(f"insights not written: {type(e).__name__}: {e}")
 
 
 def _stop_requested(ctx: RunContext) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from db.config import RunConfig, run_dir
+from db.config import CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INSIGHTS_FILE, RunConfig, run_dir
 from db.identity import database_id
 from db.queries import count_metrics, create_run, get_run, metric_rows
 from db.session import make_engine, write_tx
@@ -47,6 +49,13 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> N
     assert len(run["subset_indices"]) == 64
     state = load_checkpoint(Path(run["checkpoint_path"]))
     assert state["epoch"] == 2 and state["step"] == steps and state["config"] == cfg.to_dict()
+    # What the run page offers: the checkpoint's epoch and step, the encoder alone, the insights.
+    folder = run_dir(run_id, database_id(db))
+    assert json.loads((folder / CHECKPOINT_INFO_FILE).read_text())["step"] == steps
+    assert json.loads((folder / ENCODER_INFO_FILE).read_text())["epoch"] == 2
+    encoder = torch.load(folder / ENCODER_FILE, weights_only=True)
+    assert encoder.keys() == {k[len("encoder."):] for k in state["model"] if k.startswith("encoder.")}
+    assert "trained_index" in np.load(folder / INSIGHTS_FILE).files
     # devices=1: the plain one-process path, no process group and no data-parallel state.
     assert "rng_ranks" not in state and not torch.distributed.is_initialized()
 
