@@ -95,6 +95,24 @@ def test_a_corrupt_database_is_one_line_on_the_page(tmp_path, monkeypatch) -> No
     assert any("cannot be used: file is not a database" in e for e in texts(at, "error"))
 
 
+def fake_insights(k: int = 3, q: int = 2, size: int = 8) -> dict:
+    """The arrays engine/simclr/insights.py stores, with made-up values (the page only lays them out)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = lambda *shape: rng.integers(0, 255, (*shape, size, size, 3), dtype=np.uint8)  # noqa: E731
+    return {
+        "query_index": np.arange(q), "query_label": np.arange(q), "query_images": images(q),
+        "bank_index": np.arange(50), "classes": np.array(["cat", "dog"]), "k": np.array(k),
+        **{f"{n}_{part}": value for n in ("trained", "untrained") for part, value in (
+            ("index", rng.integers(0, 50, (q, k))), ("similarity", np.ones((q, k))),
+            ("label", np.array([[0] * k, [1] * k]) if n == "trained" else np.zeros((q, k), int)),
+            ("images", images(q, k)))},
+        "map_xy": rng.normal(size=(20, 2)), "map_explained": np.array([0.3, 0.1]),
+        "map_index": np.arange(20), "map_label": np.arange(20) % 2,
+    }
+
+
 def test_finished_run_shows_files_encoder_snippet_and_what_it_learned(app, db: Engine) -> None:
     import json
 
