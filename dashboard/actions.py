@@ -1,4 +1,5 @@
-"""What the dashboard's buttons change: cancel (via db.queue) and delete.
+"""What the dashboard's buttons change: cancel and resume (via db.queue) and delete; and which of
+them apply to a run (a button that cannot apply is disabled, not silently ignored).
 
 Deleting is the one write the dashboard does itself: the run row, its metric rows and the files of
 its run folder. A run that is live (running with a fresh heartbeat) is refused: its process would
@@ -17,10 +18,11 @@ from sqlalchemy import Engine, delete, select
 from db.config import run_dir, under_runs_root
 from db.identity import database_id
 from db.models import metrics, runs
-from db.queue import NoSuchRun, request_cancel
+from db import queue
+from db.queue import RESUMABLE, NoSuchRun, request_cancel
 from db.session import write_tx
-from db.status import RUNNING, utcnow
-from db.views import DEAD, display_status
+from db.status import QUEUED, RUNNING, utcnow
+from db.views import CANCELLING, DEAD, display_status
 
 
 @dataclass
@@ -37,6 +39,36 @@ def cancel_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
             out.done.append(run_id)
         except NoSuchRun as e:
             out.messages.append(str(e))
+    return out
+
+
+def can_cancel(run: dict) -> bool:
+    """Queued, running, or dead (then it ends cancelled instead of being requeued)."""
+    return run["display_status"] in (QUEUED, RUNNING, DEAD)
+
+
+def can_resume(run: dict) -> bool:
+    """Failed, cancelled, or dead: queued again to continue from its last checkpoint."""
+    return run["display_status"] in (*RESUMABLE, DEAD)
+
+
+def can_delete(run: dict) -> bool:
+    """Anything but a live run (its process would go on writing rows for a run that is gone)."""
+    return run["display_status"] not in (RUNNING, CANCELLING)
+
+
+def can_discard(run: dict) -> bool:
+    """The checkpoint of a run that is not live (a live run rewrites it every epoch)."""
+    return can_delete(run)
+
+
+def resume_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
+    """Requeue runs to resume from their checkpoints: the same rule as `python -m engine train --resume`."""
+    out = Outcome()
+    for run_id, message in queue.resume_runs(engine, run_ids):
+        out.messages.append(message)
+        if "queued to resume" in message:
+            out.done.append(run_id)
     return out
 
 

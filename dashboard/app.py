@@ -12,19 +12,20 @@ from sqlalchemy.exc import DBAPIError
 
 from dashboard import auth, nav, safety
 from dashboard.common import get_engine
-from dashboard.local_worker import LocalWorker, create
+from dashboard.local_worker import LocalWorker
 from db.session import SchemaError, default_url, describe_url
 
 
 @st.cache_resource(show_spinner=False)
 def _local_worker(db_url: str) -> LocalWorker:
-    return create(db_url)
+    return LocalWorker(db_url)
 
 
 def sidebar() -> None:
     engine = get_engine()
     status = _local_worker(default_url()).ensure(engine)
-    st.sidebar.caption(f"Workers: {status}")
+    st.sidebar.caption(f"Workers: {status}. Runs go on when the dashboard stops; "
+                       "`python -m engine worker --stop` stops the workers of this machine.")
     st.sidebar.caption(f"Database: {engine.url.render_as_string(hide_password=True)}")
 
 

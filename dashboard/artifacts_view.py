@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard.common import fmt_time
+from dashboard.common import fmt_time, prepared_download
 from dashboard.files import run_file, under_runs
 from db.config import CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE
 
@@ -67,10 +67,10 @@ def checkpoint_section(run: dict[str, Any]) -> None:
     if ckpt:
         c1.markdown(f"**Checkpoint** (model, optimizer, scheduler, RNG: to resume): "
                     f"{file_line(ckpt, _json(run_id, CHECKPOINT_INFO_FILE))}")
-        # A callable: the file is read only when someone clicks, not on every redraw.
-        c1.download_button("Download checkpoint", data=lambda: ckpt.read_bytes(),
-                           file_name=f"run-{run_id}-checkpoint.pt", mime="application/octet-stream",
-                           key="detail_checkpoint", on_click="ignore")
+        # Read when asked, not on every redraw (checkpoints are large); a new epoch's checkpoint is a new file.
+        prepared_download("detail_checkpoint", f"checkpoint ({ckpt.stat().st_size / 1e6:.1f} MB)", ckpt.read_bytes,
+                          file_name=f"run-{run_id}-checkpoint.pt", mime="application/octet-stream",
+                          signature=(str(ckpt), ckpt.stat().st_mtime_ns), where=c1)
     else:
         c1.caption("No checkpoint yet (one is written after every epoch).")
     encoder = run_file(run_id, ENCODER_FILE)
@@ -82,7 +82,7 @@ def checkpoint_section(run: dict[str, Any]) -> None:
     name = f"run-{run_id}-encoder.pt"
     c2.markdown(f"**Encoder** ({info.get('encoder', '?')}, {info.get('stem', '?')} stem, final weights): "
                 f"{file_line(encoder, info)}")
-    c2.download_button("Download encoder (torchvision state dict)", data=lambda: encoder.read_bytes(),
-                       file_name=name, mime="application/octet-stream", key="detail_encoder", on_click="ignore")
+    prepared_download("detail_encoder", "encoder (torchvision state dict)", encoder.read_bytes, file_name=name,
+                      mime="application/octet-stream", signature=(str(encoder), encoder.stat().st_mtime_ns), where=c2)
     with c2.expander("Load it in PyTorch"):
         st.code(snippet(info, name), language="python")

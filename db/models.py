@@ -50,6 +50,8 @@ class Run(Base):
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
+    # What a running run is doing now (db.status.PHASES); None when it is not running.
+    phase: Mapped[str | None] = mapped_column(String(16))
 
     # Summary of results (None until known).
     final_loss: Mapped[float | None] = mapped_column(Float)

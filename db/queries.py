@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from db.config import RunConfig
 from db.models import metrics, runs
 from db.session import read_tx, write_tx
-from db.status import QUEUED, utcnow
+from db.status import PHASES, QUEUED, RUNNING, utcnow
 
 
 def run_values(cfg: RunConfig, *, name: str | None = None, sweep_id: str | None = None,
@@ -67,6 +67,14 @@ def update_run(engine: Engine, run_id: int, **values: Any) -> None:
     assert "status" not in values, "use db.status.transition to change a status"
     with write_tx(engine) as conn:
         conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def set_phase(engine: Engine, run_id: int, phase: str) -> None:
+    """Record what the running run does now (db.status.PHASES); only while it is running."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
+    with write_tx(engine) as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status == RUNNING).values(phase=phase))
 
 
 def _upsert(conn: Connection):  # noqa: ANN202

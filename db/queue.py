@@ -16,19 +16,32 @@ import secrets
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from db.config import ConfigError, RunConfig, coerce_field, config_fields, config_from_text
+from db.config import ConfigError, RunConfig, coerce_field, config_fields, config_from_text, runs_root
+from db.identity import database_id
 from db.models import runs, workers
 from db.queries import create_runs
 from db.session import is_sqlite, read_tx, write_tx
-from db.status import ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, transition, utcnow
+from db.status import (ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, STARTING, IllegalTransition, transition,
+                       utcnow)
 
 DEFAULT_STALE_AFTER_S = 60.0
 # The claim (worker_id) a run's process was started for; it trains the run only while that claim holds.
 CLAIM_ENV = "SIMCLR_CLAIM"
+# The background worker `./lab.sh serve` and the dashboard start exits after this long with nothing
+# to do (so it does not linger for days); the next `serve` or page view starts another.
+LOCAL_IDLE_EXIT_S = 1800.0
+
+
+def local_worker_log(engine: Engine) -> Path:
+    """The log of this database's background worker on this machine (`worker --detach`, or the
+    dashboard's): runs/<database id>/worker.log, beside its run folders, so two databases sharing
+    a runs folder never write one log."""
+    return runs_root() / database_id(engine) / "worker.log"
 
 
 class NoSuchRun(LookupError):
@@ -37,7 +50,7 @@ class NoSuchRun(LookupError):
 
 # ---------------------------------------------------------------------------------------- cancel
 def request_cancel(engine: Engine, run_id: int) -> str:
-    """Cancel a run: a queued one at once, a running one at its next step boundary.
+    """Cancel a run: a queued one at once, a running one at its next step or evaluation batch.
 
     Returns what happened, in words, for the CLI and the dashboard.
     """
@@ -50,8 +63,55 @@ def request_cancel(engine: Engine, run_id: int) -> str:
             return f"run {run_id} cancelled (it was queued)"
         if run["status"] in (QUEUED, RUNNING):  # queued lost a race to a worker: now running
             conn.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested=True))
-            return f"run {run_id} will stop at its next step and end cancelled"
+            return f"run {run_id} will stop within seconds (at its next step or evaluation batch) and end cancelled"
         return f"run {run_id} is already {run['status']}; nothing to cancel"
+
+
+# ---------------------------------------------------------------------------------------- resume
+class CannotResume(ValueError):
+    """The run cannot be resumed now; the message says why."""
+
+
+RESUMABLE = (FAILED, CANCELLED)
+
+
+def requeue_for_resume(conn: Connection, run_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> str:
+    """Put a failed, cancelled or dead run back in the queue, to continue from its last checkpoint.
+
+    One rule for `train --resume` (which then claims it itself) and the dashboard's Resume button
+    (a worker claims it). Returns the status it had. Raises CannotResume for a completed run or
+    a running one whose heartbeat is fresh. A queued run is left as it is.
+    """
+    run = _locked_run(conn, run_id)
+    if run is None:
+        raise CannotResume(f"no run with id {run_id}")
+    status = run["status"]
+    if status == COMPLETED:
+        raise CannotResume(f"run {run_id} is already completed")
+    if status == RUNNING:
+        beat = run["heartbeat_at"]
+        if beat is not None and utcnow() - beat < timedelta(seconds=stale_after_s):
+            raise CannotResume(f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
+                               "cancel it first or wait until it is stale")
+    if status != QUEUED:
+        # A fresh start for the new attempt: no pending cancel, no old error, no old claim.
+        transition(conn, run_id, QUEUED, expect=status, cancel_requested=False, error=None, worker_id=None,
+                   pid=None, heartbeat_at=None)
+    return status
+
+
+def resume_runs(engine: Engine, run_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Requeue each run for resuming; [(run id, what happened in words)]. One bad run stops none of the others."""
+    out = []
+    for run_id in run_ids:
+        try:
+            with write_tx(engine) as conn:
+                was = requeue_for_resume(conn, run_id)
+            out.append((run_id, f"run {run_id} queued to resume from its last checkpoint (it was {was})"
+                        if was != QUEUED else f"run {run_id} is already queued"))
+        except CannotResume as e:
+            out.append((run_id, str(e)))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- claim
@@ -93,7 +153,7 @@ def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int 
     stmt = (
         update(runs)
         .where(runs.c.id == pick.scalar_subquery(), runs.c.status == QUEUED)
-        .values(status=RUNNING, worker_id=worker_id, device=device, pid=None, heartbeat_at=now,
+        .values(status=RUNNING, worker_id=worker_id, device=device, pid=None, heartbeat_at=now, phase=STARTING,
                 # started_at is the first start; a retried run keeps it (attempts tells the rest).
                 started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1)
         .returning(*runs.c)

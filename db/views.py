@@ -7,7 +7,6 @@ columns); the dashboard turns them into pandas frames itself, which keeps pandas
 
 from __future__ import annotations
 
-import statistics
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
@@ -32,7 +31,7 @@ DISPLAY_STATUSES = (QUEUED, RUNNING, CANCELLING, DEAD, COMPLETED, FAILED, CANCEL
 SUMMARY_COLUMNS = (
     "id", "name", "status", "config", "dataset", "encoder", "optimizer", "batch_size", "subset_size",
     "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id", "executor",
-    "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps",
+    "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps", "phase",
     "final_loss", "knn_top1", "linear_loss", "linear_top1", "error", "tags", "note",
 )
 METRIC_COLUMNS = ("id", "run_id", "name", "step", "epoch", "value", "time")
@@ -58,6 +57,9 @@ def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_
         _latest("knn/top1", metrics.c.value).label("latest_knn_top1"),
         _latest("linear/loss", metrics.c.value).label("latest_linear_loss"),
         _latest("linear/top1", metrics.c.value).label("latest_linear_top1"),
+        # For a running run's ETA: its current speed and how long its own kNN pass took.
+        _latest("train/images_per_sec", metrics.c.value).label("latest_images_per_sec"),
+        _latest("time/knn_s", metrics.c.value).label("latest_knn_s"),
     ).order_by(runs.c.id.desc())
     if sweep_id:
         query = query.where(runs.c.sweep_id == sweep_id)
@@ -106,15 +108,21 @@ def display_status(run: dict[str, Any], now: datetime) -> str:
     return CANCELLING if run.get("cancel_requested") else RUNNING
 
 
+# Progress of a run that is not completed stops short of full: after its last step a run still
+# evaluates (kNN, linear probe) and may yet fail, so 100 % means done and nothing else.
+NOT_DONE_MAX = 0.99
+
+
 def progress(run: dict[str, Any]) -> float:
-    """Fraction done, 0..1: completed runs are full; else steps (or epochs) done over the total."""
+    """Fraction done, 0..1: completed runs are full; else steps (or epochs) done over the total,
+    at most NOT_DONE_MAX."""
     if run["status"] == COMPLETED:
         return 1.0
     if run.get("total_steps"):
         step = max(run.get("step") or 0, run.get("latest_step") or 0)
-        return min(1.0, step / run["total_steps"])
+        return min(NOT_DONE_MAX, step / run["total_steps"])
     done = max(float(run.get("epoch") or 0), float(run.get("latest_epoch") or 0))
-    return min(1.0, done / run["epochs"]) if run.get("epochs") else 0.0
+    return min(NOT_DONE_MAX, done / run["epochs"]) if run.get("epochs") else 0.0
 
 
 def duration_s(run: dict[str, Any], now: datetime) -> float | None:
@@ -248,24 +256,34 @@ def metric_names(engine: Engine, run_ids: Sequence[int]) -> list[str]:
     return sorted(found)
 
 
-def observed_throughput(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
-    """Per recent run that logged speed: its config, device and median train/images_per_sec.
+TIMING_METRICS = ("time/epoch_s", "time/knn_s", "time/linear_s", "time/checkpoint_s")
 
-    The launch form's time estimate prefers these measured speeds to a FLOP-count guess.
+
+def run_timings(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """What recent completed runs took, phase by phase, for estimates of runs like them.
+
+    Only completed runs of one attempt: a cancelled or failed run stopped part-way, and a retried
+    run's duration spans processes. Per run: config, device, duration_s (start to finish), and
+    each time/* metric's values in step order (epoch_s: one per epoch, knn_s: one per kNN pass,
+    linear_s: one, checkpoint_s: one per epoch), as the trainer measured them.
     """
-    recent = (select(runs.c.id, runs.c.config, runs.c.device).where(runs.c.started_at.is_not(None))
+    recent = (select(runs.c.id, runs.c.config, runs.c.device, runs.c.started_at, runs.c.finished_at)
+              .where(runs.c.status == COMPLETED, runs.c.attempts == 1, runs.c.started_at.is_not(None),
+                     runs.c.finished_at.is_not(None))
               .order_by(runs.c.id.desc()).limit(limit))
     with read_tx(engine) as conn:
-        by_id = {r.id: r for r in conn.execute(recent)}
-        if not by_id:
+        found = {r.id: {"id": r.id, "config": r.config, "device": r.device,
+                        "duration_s": (r.finished_at - r.started_at).total_seconds(),
+                        **{name: [] for name in TIMING_METRICS}} for r in conn.execute(recent)}
+        if not found:
             return []
-        speeds: dict[int, list[float]] = {}
-        q = select(metrics.c.run_id, metrics.c.value).where(metrics.c.run_id.in_(list(by_id)),
-                                                             metrics.c.name == "train/images_per_sec")
-        for run_id, value in conn.execute(q):
-            speeds.setdefault(run_id, []).append(value)
-    return [{"id": rid, "config": by_id[rid].config, "device": by_id[rid].device,
-             "images_per_sec": statistics.median(v)} for rid, v in speeds.items() if v]
+        q = (select(metrics.c.run_id, metrics.c.name, metrics.c.value)
+             .where(metrics.c.run_id.in_(list(found)), metrics.c.name.in_(TIMING_METRICS))
+             .order_by(metrics.c.run_id, metrics.c.name, metrics.c.step))
+        for run_id, name, value in conn.execute(q):
+            found[run_id][name].append(value)
+    # Runs from before the trainer measured its phases have no epoch times: nothing to learn from.
+    return [r for r in found.values() if r["time/epoch_s"]]
 
 
 # ------------------------------------------------------------------------------------- workers

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import streamlit as st
 
 from dashboard import charts, results, sweep_analysis
-from dashboard.common import get_engine, run_label
+from dashboard.common import get_engine, prepared_download, run_label
 from db import views
 from db.status import COMPLETED
 
@@ -78,7 +78,7 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
     if not names:
         st.caption("No metrics logged yet.")
         return
-    c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
     if st.session_state.get(METRIC) not in names:
         st.session_state[METRIC] = "train/loss" if "train/loss" in names else names[0]
     metric = c1.selectbox("Metric", names, key=METRIC, format_func=lambda n: f"{n} ({charts.METRIC_TITLES.get(n, n)})")
@@ -95,14 +95,14 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
     _set_url(metric=metric, x=x)
 
     def full_csv() -> bytes:
-        # Every point, not the drawn sample; built only when the button is clicked.
+        # Every point, not the drawn sample.
         full = charts.add_x(charts.frame(views.metric_columns(engine, ids, [metric])), by_id)
         full.insert(1, "run", full["run_id"].map(lambda i: run_label(by_id[i])))
         return full.drop(columns=["id"]).rename(columns={"wall_min": "wall_time_min"}).to_csv(index=False).encode()
 
-    st.download_button("Download curves (CSV, every point)", data=full_csv,
-                       file_name=f"curves-{metric.replace('/', '_')}.csv", mime="text/csv", key="cmp_curves_csv",
-                       on_click="ignore")
+    prepared_download("cmp_curves_csv", "curves (CSV, every point)", full_csv,
+                      file_name=f"curves-{metric.replace('/', '_')}.csv", mime="text/csv",
+                      signature=(tuple(ids), metric, views.max_metric_id(engine)))
 
 
 def _seed_tables(runs: Sequence[dict[str, Any]]) -> None:
@@ -143,7 +143,10 @@ def render() -> None:
     if diff.empty:
         st.caption("All chosen runs have the same configuration." if len(runs) > 1 else "One run chosen.")
     else:
-        st.dataframe(diff, key="cmp_config_diff")
+        # One row per run, one column per differing field: long run names sit in one wide first
+        # column instead of heading (and being cut in) narrow columns; the short field names head them.
+        st.dataframe(diff.T, key="cmp_config_diff",
+                     column_config={"_index": st.column_config.TextColumn("run", width="large")})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import argparse
 import os
 import socket
 import sys
-from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError
 
@@ -15,9 +14,10 @@ from db.config import ConfigError
 from db.identity import DatabaseChanged
 from db.queries import create_run, get_run, list_runs
 from db import executor
-from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S
+from db.queue import CLAIM_ENV, CannotResume, requeue_for_resume
 from db.session import SchemaError, default_url, describe_url, make_engine, write_tx
 from db.status import FAILED, QUEUED, RUNNING, transition, utcnow
+from db.views import display_status
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
 
 
@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         # Corrupt, read-only, full or unreachable: one line naming the database, not a traceback.
         print(f"error: {database_fault(e, args.db)}", file=sys.stderr)
         return 3
+    except BrokenPipeError:
+        # `python -m engine runs | head`: the reader has gone, which is not an error. Point stdout
+        # at /dev/null so that the interpreter's final flush does not raise (and print) again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def database_fault(e: DBAPIError, url: str | None) -> str:
@@ -112,20 +117,12 @@ def _claim_values() -> dict:
 
 
 def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
+    """Requeue the run (the same rule as the dashboard's Resume) and claim it for this process."""
     with write_tx(db) as conn:
-        run = get_run(conn, run_id)
-        if run is None:
-            raise ConfigError("resume", f"no run with id {run_id}")
-        status = run["status"]
-        if status == "completed":
-            raise ConfigError("resume", f"run {run_id} is already completed")
-        if status == RUNNING:
-            beat = run["heartbeat_at"]
-            if beat is not None and utcnow() - beat < timedelta(seconds=DEFAULT_STALE_AFTER_S):
-                raise ConfigError("resume", f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
-                                            "cancel it first or wait until it is stale")
-        if status != QUEUED:
-            transition(conn, run_id, QUEUED, expect=status)
+        try:
+            requeue_for_resume(conn, run_id)
+        except CannotResume as e:
+            raise ConfigError("resume", str(e)) from None
         transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
 
 
@@ -168,8 +165,8 @@ def _execute_processes(db, run_id: int, devices: int) -> int:  # noqa: ANN001
         unrecorded = transition(conn, run_id, FAILED, expect=RUNNING, error=describe_exit(proc.returncode))
     run = get_run(db, run_id)
     if unrecorded:  # else process 0 has printed the summary
-        print(run_summary_line(run), flush=True)
-    return 0 if run["status"] in ("completed", "cancelled") else 1
+        print(run_summary_line(run, run_id), flush=True)
+    return 0 if run is not None and run["status"] in ("completed", "cancelled") else 1
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
@@ -193,12 +190,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     db = make_engine(args.db)
     rows = list_runs(db, status=args.status, limit=args.limit)
+    now = utcnow()
     header = f"{'id':>5}  {'status':<10} {'dataset':<13} {'encoder':<9} {'stem':<8} {'opt':<5} " \
              f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6}  name"
     print(header)
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
-        print(f"{r['id']:>5}  {r['status']:<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
+        # The dashboard's word for it: "dead" (no heartbeat) and "cancelling" are running runs too.
+        print(f"{r['id']:>5}  {display_status(r, now):<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
               f"{r['optimizer']:<5} {r['batch_size']:>5} {r['subset_size'] or 'all':>6} {r['epochs']:>6} "
               f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6}  {r['name'] or ''}")
     if not rows:

@@ -26,7 +26,7 @@ from db.config import RunConfig, run_dir
 from db.identity import ENV_VAR, DatabaseChanged, Identity, identify, verify
 from db.models import runs
 from db.queries import get_run
-from db.session import write_tx
+from db.session import read_tx, write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
 from engine.jobs.sysmon import SystemMonitor
 from engine.simclr import distributed
@@ -38,20 +38,25 @@ HEARTBEAT_S = float(os.environ.get("SIMCLR_HEARTBEAT_S", "5"))
 # The final status write is retried (a full disk or a database restart may pass) before giving up;
 # then the process exits non-zero and its worker, or a stale-run recovery, settles the run.
 FINAL_WRITE_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
+CANCEL_POLL_S = 1.0
 
 
 class Heartbeat(threading.Thread):
-    """Every few seconds: mark the run alive and look for a cancel request.
+    """Every few seconds: mark the run alive; every second: look for a cancel request.
 
     A thread, not the training loop, so that long evaluations and slow first steps still
-    heartbeat. It only sets an Event; the loop stops itself at the next step boundary.
+    heartbeat. It only sets an Event; the loop stops itself at the next step or evaluation batch.
+    The cancel look is a read (no write lock), so doing it every second costs nothing; it is what
+    makes a cancel take seconds, not a heartbeat interval.
     """
 
     def __init__(self, db: Engine, run_id: int, claim: str | None, cancel: threading.Event,
-                 interval_s: float | None = None, identity: Identity | None = None):
+                 interval_s: float | None = None, cancel_poll_s: float = CANCEL_POLL_S,
+                 identity: Identity | None = None):
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.db, self.run_id, self.claim, self.cancel = db, run_id, claim, cancel
         self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
+        self.cancel_poll_s = min(cancel_poll_s, self.interval_s)
         self.identity = identity
         self.lost = False
         self.database_changed: str | None = None
@@ -77,10 +82,20 @@ class Heartbeat(threading.Thread):
             elif conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
                 self.cancel.set()
 
+    def look_for_cancel(self) -> None:
+        with read_tx(self.db) as conn:
+            if conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
+                self.cancel.set()
+
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        last_beat = time.monotonic()
+        while not self._stop.wait(self.cancel_poll_s):
             try:
-                self.beat()
+                if time.monotonic() - last_beat >= self.interval_s:
+                    self.beat()
+                    last_beat = time.monotonic()
+                else:
+                    self.look_for_cancel()
             except Exception as e:  # a busy or briefly unreachable database must not kill training
                 print(f"heartbeat failed: {e}", file=sys.stderr)
 

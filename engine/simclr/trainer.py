@@ -5,6 +5,11 @@ draws a batch of indices, makes two augmented views of every image on the device
 views through the model in one pass and minimizes NT-Xent. Every epoch ends with a checkpoint;
 the kNN monitor runs every `eval_every` epochs and at the end; the linear probe runs at the end.
 
+The run's phase (training, kNN, linear probe, checkpoint) is recorded as it changes, and each
+phase's wall time is logged (time/epoch_s, time/knn_s, time/linear_s, time/checkpoint_s): the
+dashboard's estimates and ETAs are built from these measured times. A cancel request is honoured
+between training steps and between evaluation batches.
+
 With `devices` > 1 the same function runs in every process of the run; `ctx.dp` then carries the
 data-parallel hooks (engine/simclr/distributed.py) and `dp` lines below are the only differences.
 """
@@ -23,9 +28,10 @@ import torch
 from sqlalchemy import Engine, func
 
 from db.config import CHECKPOINT_FILE, RunConfig
-from db.models import runs
 from db.identity import database_id
-from db.queries import delete_metrics_after, update_run
+from db.models import runs
+from db.queries import delete_metrics_after, set_phase, update_run
+from db.status import CHECKPOINT, KNN, PROBE, TRAINING
 from engine.simclr import insights
 from engine.simclr.artifacts import save_encoder, write_checkpoint_info
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
@@ -60,6 +66,11 @@ class RunContext:
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_FILE
+
+    def check_cancel(self) -> None:
+        """Raise RunCancelled once a cancel was requested (called between steps and eval batches)."""
+        if self.cancel.is_set():
+            raise RunCancelled()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -149,13 +160,25 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     knn_acc = None
     feats: dict[str, torch.Tensor] | None = None  # set by the last epoch's evaluation
 
-    def knn(f: dict[str, torch.Tensor]) -> float:
-        return knn_top1(f["train"], data.train_labels, f["test"], data.test_labels,
-                        k=cfg.knn_k, temperature=cfg.knn_temperature)
+    def phase(name: str) -> float:
+        """Record the new phase (process 0 speaks for the run); returns its start time (for time/*)."""
+        if main:
+            set_phase(ctx.db, ctx.run_id, name)
+        return time.perf_counter()
+
+    def knn(step: int, epoch: float) -> tuple[dict[str, torch.Tensor], float]:
+        t0 = phase(KNN)
+        f = _features(model, data, mean, std, device, amp, ctx.check_cancel)
+        acc = knn_top1(f["train"], data.train_labels, f["test"], data.test_labels,
+                       k=cfg.knn_k, temperature=cfg.knn_temperature, check=ctx.check_cancel)
+        logger.log("knn/top1", acc, step, epoch)
+        logger.log("time/knn_s", time.perf_counter() - t0, step, epoch)
+        return f, acc
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         epoch_loss = torch.zeros((), device=device)
+        epoch_start = phase(TRAINING)
         window_start, window_images = time.perf_counter(), 0
         for batch in _batches(cfg, data, images, n_steps, shuffle_gen, device, augment, aug_gen, rank, world):
             if _stop_requested(ctx):
@@ -196,19 +219,20 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         if not main:
             continue  # process 0 evaluates and checkpoints; the others wait in their next collective
         logger.log("epoch/loss", mean_loss, step, epoch + 1)
+        logger.log("time/epoch_s", time.perf_counter() - epoch_start, step, epoch + 1)
         summary["final_loss"] = mean_loss
         if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
-            feats = _features(model, data, mean, std, device, amp)
-            knn_acc = knn(feats)
-            logger.log("knn/top1", knn_acc, step, epoch + 1)
+            feats, knn_acc = knn(step, epoch + 1)
             summary["knn_top1"] = knn_acc
         logger.set_progress(epoch=epoch + 1, step=step, final_loss=mean_loss, knn_top1=summary.get("knn_top1"))
         logger.flush()
         # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
+        t0 = phase(CHECKPOINT)
         save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, owner, model, optimizer, scheduler, epoch + 1,
                                                                step, aug_gen, shuffle_gen, rng_ranks))
         write_checkpoint_info(ctx.run_dir, epoch=epoch + 1, step=step)
         update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
+        logger.log("time/checkpoint_s", time.perf_counter() - t0, step, epoch + 1)
         ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
                 + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
 
@@ -219,11 +243,13 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     if not main:
         return {}
     if feats is None:
-        feats = _features(model, data, mean, std, device, amp)
-        summary["knn_top1"] = knn(feats)
-    lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels)
+        feats, summary["knn_top1"] = knn(step, cfg.epochs)
+    t0 = phase(PROBE)
+    lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels,
+                                     check=ctx.check_cancel)
     logger.log("linear/loss", lin_loss, step, cfg.epochs)
     logger.log("linear/top1", lin_top1, step, cfg.epochs)
+    logger.log("time/linear_s", time.perf_counter() - t0, step, cfg.epochs)
     logger.flush()
     summary.update(linear_loss=lin_loss, linear_top1=lin_top1)
     ctx.log(f"linear probe: loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
@@ -304,9 +330,16 @@ def loader_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+# Images per evaluation batch. Cancel is checked between batches, so a batch must take well under a
+# second: a GPU embeds 512 images in milliseconds, a CPU needs seconds for that many.
+EVAL_BATCH = {"cuda": 512, "cpu": 64}
+
+
 def _features(model: SimCLRModel, data: ImageData, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
-              amp: torch.dtype | None) -> dict[str, torch.Tensor]:
-    return {split: extract_features(model.encoder, imgs, mean, std, device=device, autocast_dtype=amp)
+              amp: torch.dtype | None, check: Callable[[], None]) -> dict[str, torch.Tensor]:
+    batch = EVAL_BATCH.get(device.type, 64)
+    return {split: extract_features(model.encoder, imgs, mean, std, device=device, autocast_dtype=amp, check=check,
+                                    batch_size=batch)
             for split, imgs in (("train", data.train_images), ("test", data.test_images))}
 
 

@@ -104,7 +104,7 @@ def test_a_database_made_before_migrations_is_adopted_by_upgrade(sqlite_url: str
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alembic_version"))
         conn.execute(text("DROP TABLE lab_meta"))  # what the first version left: runs, metrics, workers
-        for column in ("executor", "tags", "note"):  # added by 0006 and 0005
+        for column in ("executor", "tags", "note", "phase"):  # added by 0006, 0005 and 0004
             conn.execute(text(f"ALTER TABLE runs DROP COLUMN {column}"))
     engine.dispose()
     with pytest.raises(SchemaError, match="no migration history.*db upgrade"):

@@ -69,13 +69,19 @@ def test_display_status_boundaries() -> None:
     assert views.display_status({"status": "completed", "heartbeat_at": None}, now) == "completed"
 
 
-def test_sweeps_and_observed_throughput(engine: Engine) -> None:
-    r = add_run(engine, status="completed", sweep_id="s1", device="cpu")
+def test_sweeps_and_run_timings_of_completed_single_attempt_runs(engine: Engine) -> None:
+    r = add_run(engine, status="completed", sweep_id="s1", attempts=1)
     add_run(engine, sweep_id="s1")
-    add_metrics(engine, r, "train/images_per_sec", [100.0, 300.0, 200.0])
+    cancelled = add_run(engine, status="cancelled", attempts=1)
+    retried = add_run(engine, status="completed", attempts=2)
+    for run_id in (r, cancelled, retried):
+        add_metrics(engine, run_id, "time/epoch_s", [10.0, 12.0])
+        add_metrics(engine, run_id, "time/knn_s", [3.0])
     assert [(s["sweep_id"], s["runs"]) for s in views.sweeps(engine)] == [("s1", 2)]
-    [obs] = views.observed_throughput(engine)
-    assert obs["id"] == r and obs["images_per_sec"] == 200.0 and obs["config"]["encoder"] == "resnet18"
+    [timing] = views.run_timings(engine)  # not the cancelled run, nor the retried one
+    assert timing["id"] == r and timing["time/epoch_s"] == [10.0, 12.0] and timing["time/knn_s"] == [3.0]
+    assert timing["time/linear_s"] == [] and timing["config"]["encoder"] == "resnet18"
+    assert timing["duration_s"] == pytest.approx(60.0, abs=1.0)
 
 
 def test_workers_overview_and_queue_order(engine: Engine) -> None:

@@ -1,7 +1,7 @@
 """lab_meta: the database's identity
 
 Revision ID: 0003
-Revises: 0005
+Revises: 0004
 Create Date: 2026-11-30 02:00:00
 
 One row, database_id = a random uuid, written once. Run folders are named by it (runs/<id>/<run>/),
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0003'
-down_revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -18,7 +18,9 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     folder = run_dir(run, database_id(db))
     folder.mkdir(parents=True)
     log = folder / "log.txt"
-    log.write_text("".join(f"line {i}\n" for i in range(1000)) + "Traceback: the end\n")
+    frames = "".join(f'  File "engine/x.py", line {i}, in f{i}\n    call()\n' for i in range(40))
+    log.write_text("".join(f"line {i}\n" for i in range(1000)) + "Traceback (most recent call last):\n" + frames
+                   + "FloatingPointError: loss became NaN\nrun 2 failed: the end\n")
     ckpt = folder / "checkpoint.pt"
     ckpt.write_bytes(b"x" * 2048)
     from db.queries import update_run
@@ -28,10 +30,30 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     assert at.selectbox[0].value == run
     assert any("broken" in h.proto.body for h in at.get("html"))
     assert any("loss became NaN" in e for e in texts(at, "error"))
-    assert len(at.get("plotly_chart")) == 1  # the loss chart; the others have no points yet
-    code = at.code[0].value
-    assert code.endswith("Traceback: the end") and "line 999" in code and "line 0\n" not in code
+    # The one-line error, and below it the end of the traceback, folded: the innermost frames and the exception.
+    [trace] = [e for e in at.expander if e.label.startswith("Traceback")]
+    shown = trace.code[0].value
+    assert shown.startswith("Traceback (most recent call last):") and shown.endswith("FloatingPointError: loss became NaN")
+    assert "in f39" in shown and "in f0\n" not in shown and "lines of outer frames left out" in shown
+    assert len(shown.splitlines()) <= 30
+    import json
+
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    # Four charts in place either way: the loss chart, and three frames that say they have no points yet.
+    empty = [s for s in specs if any(a.get("text") == "no points yet" for a in s["layout"].get("annotations", []))]
+    assert len(specs) == 4 and len(empty) == 3
+    code = at.code[-1].value  # the log, folded too (the run has ended)
+    assert code.endswith("run 2 failed: the end") and "line 999" in code and "line 0\n" not in code
+    assert at.button(key="detail_cancel").disabled and not at.button(key="detail_resume").disabled
+    at.button(key="detail_resume").click().run()
+    from db.queries import get_run
+
+    assert get_run(db, run)["status"] == "queued"
+    assert any("queued to resume" in t for t in texts(at, "success"))
+    # Prepared when asked, then an ordinary download of bytes in hand (not a deferred callable).
+    at.button(key="detail_checkpoint_prepare").click().run()
     assert any("Download checkpoint" in b.label for b in at.get("download_button"))
+    assert at.session_state["detail_checkpoint"][1] == b"x" * 2048
 
 
 def test_unknown_run_id_says_so(app, db: Engine) -> None:
@@ -138,8 +160,11 @@ def test_finished_run_shows_files_encoder_snippet_and_what_it_learned(app, db: E
     assert heading == [f'<h3 style="margin: 0.5rem 0; font-weight: 600">#{run} ![x](http://evil.example/i.png)</h3>']
     md = " ".join(m.value for m in at.markdown)
     assert "epoch 2, step 20 · 3.0 MB" in md and "resnet18, cifar stem" in md
+    # Large files: "Prepare", then the download button with the bytes (never a deferred callable).
+    at.button(key="detail_checkpoint_prepare").click().run()
+    at.button(key="detail_encoder_prepare").click().run()
     labels = [b.label for b in at.get("download_button")]
-    assert "Download checkpoint" in labels and "Download encoder (torchvision state dict)" in labels
+    assert "Download checkpoint (3.0 MB)" in labels and "Download encoder (torchvision state dict)" in labels
     code = [c.value for c in at.code if "load_state_dict" in c.value][0]
     assert "torchvision.models.resnet18()" in code and "kernel_size=3, stride=1" in code and "nn.Identity()" in code
     imgs = at.get("image")

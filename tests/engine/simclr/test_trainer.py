@@ -28,11 +28,31 @@ def claimed_run(db, cfg: RunConfig) -> int:  # noqa: ANN001
     return run_id
 
 
-def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> None:
+def _recording_phases(monkeypatch: pytest.MonkeyPatch, on_phase=None) -> list[str]:  # noqa: ANN001
+    import engine.simclr.trainer as trainer
+
+    seen: list[str] = []
+    real = trainer.set_phase
+
+    def record(db, run_id: int, phase: str) -> None:  # noqa: ANN001
+        real(db, run_id, phase)
+        seen.append(get_run(db, run_id)["phase"])  # as the dashboard reads it
+        if on_phase:
+            on_phase(phase)
+
+    monkeypatch.setattr(trainer, "set_phase", record)
+    return seen
+
+
+def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _recording_phases(monkeypatch)
     db = make_engine(sqlite_url)
     cfg = tiny_config(epochs=2)
     run_id = claimed_run(db, cfg)
+    assert get_run(db, run_id)["phase"] == "starting"  # claimed, loading data
     assert execute_run(db, run_id, log=lambda m: None) == "completed"
+    # The phases as the dashboard reads them, in order.
+    assert seen == ["training", "kNN", "checkpoint"] * 2 + ["linear probe"]
 
     run = get_run(db, run_id)
     steps = 2 * (64 // 32)
@@ -40,6 +60,11 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> N
     assert counts["train/loss"] == steps and counts["train/lr"] == steps
     assert counts["epoch/loss"] == 2 and counts["knn/top1"] == 2
     assert counts["linear/loss"] == 1 and counts["linear/top1"] == 1 and counts["train/images_per_sec"] >= 2
+    # Each phase's measured wall time, for the dashboard's estimates and ETAs.
+    assert counts["time/epoch_s"] == 2 and counts["time/knn_s"] == 2 and counts["time/checkpoint_s"] == 2
+    assert counts["time/linear_s"] == 1
+    assert all(r["value"] > 0 for r in metric_rows(db, [run_id], ["time/epoch_s", "time/knn_s", "time/linear_s"]))
+    assert run["phase"] is None  # a finished run is doing nothing
     assert run["status"] == "completed" and run["finished_at"] is not None and run["error"] is None
     assert run["step"] == steps and run["total_steps"] == steps and run["epoch"] == 2
     for key in ("final_loss", "knn_top1", "linear_loss", "linear_top1"):
@@ -245,3 +270,16 @@ def test_a_failing_final_status_write_is_retried_not_left_running(sqlite_url: st
     monkeypatch.setattr(runner, "FINAL_WRITE_DELAYS_S", (0.0, 0.0, 0.0))
     assert execute_run(db, run_id, log=lambda m: None) == "completed"
     assert get_run(db, run_id)["status"] == "completed" and len(calls) == 3
+
+
+@pytest.mark.parametrize("phase, missing", [("kNN", "knn/top1"), ("linear probe", "linear/top1")])
+def test_cancel_is_honoured_inside_evaluation(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, phase: str,
+                                             missing: str) -> None:
+    """A cancel arriving while the run evaluates stops it before the evaluation ends, not after."""
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, tiny_config(epochs=1))
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), log=lambda m: None)
+    _recording_phases(monkeypatch, lambda p: ctx.cancel.set() if p == phase else None)
+    with pytest.raises(RunCancelled):
+        train(tiny_config(epochs=1), ctx)
+    assert count_metrics(db, run_id).get(missing, 0) == 0
