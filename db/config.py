@@ -21,6 +21,7 @@ ENCODERS = ("resnet18", "resnet50")
 STEMS = ("cifar", "imagenet")
 OPTIMIZERS = ("lars", "adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("auto", "on", "off")
 AUGMENT_BACKENDS = ("batched", "reference")
 SYNC_BATCHNORM = ("auto", "on", "off")
 
@@ -100,6 +101,10 @@ class RunConfig:
         "SyncBatchNorm needs GPUs, so CPU processes normalise per process)", choices=SYNC_BATCHNORM))
     precision: str = field(default="auto", metadata=_opt(
         "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS))
+    compile: str = field(default="auto", metadata=_opt(
+        "torch.compile the model: auto (on with CUDA; off on the CPU, where compiling takes minutes and "
+        "gains little), on, off. The first step then includes the compilation: the log shows its time "
+        "and images/s leaves it out", choices=COMPILE_MODES))
     eval_every: int = field(default=5, metadata=_opt(
         "run the kNN monitor every this many epochs (and always at the end)", min=1, max=100000))
     knn_k: int = field(default=200, metadata=_opt("neighbours in the kNN monitor", min=1, max=10000))

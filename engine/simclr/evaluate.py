@@ -24,7 +24,8 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 @torch.no_grad()
 def extract_features(encoder: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *,
                      device: torch.device, batch_size: int = 512, autocast_dtype: torch.dtype | None = None,
-                     check: Callable[[], None] | None = None) -> torch.Tensor:
+                     check: Callable[[], None] | None = None,
+                     memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """Encoder features (before the projection head) of uint8 images, float32 on `device`."""
     was_training = encoder.training
     encoder.eval()  # BatchNorm running statistics, no augmentation: the representation as it is
@@ -33,6 +34,7 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, mean: torch.Tenso
         if check:
             check()
         x = normalize(images[i:i + batch_size].to(device, non_blocking=True), mean, std)
+        x = x.contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             out.append(encoder(x).float())
     encoder.train(was_training)
@@ -48,11 +50,12 @@ def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, test_feat
     Cosine similarity to the memory bank; each of the k nearest neighbours votes for its class
     with weight exp(similarity / temperature); the class with the largest vote wins.
     """
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     bank = F.normalize(train_features, dim=1)
-    train_labels = train_labels.to(bank.device)
+    train_labels, test_labels = train_labels.to(bank.device), test_labels.to(bank.device)
+    num_classes = int(torch.maximum(train_labels.max(), test_labels.max())) + 1
     k = min(k, len(bank))
-    correct = 0
+    # Everything stays on the features' device; the count of correct answers is read back once.
+    correct = torch.zeros((), dtype=torch.int64, device=bank.device)
     for i in range(0, len(test_features), chunk):
         if check:
             check()
@@ -60,8 +63,8 @@ def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, test_feat
         sims, idx = (q @ bank.T).topk(k, dim=1)
         votes = torch.zeros(len(q), num_classes, device=bank.device)
         votes.scatter_add_(1, train_labels[idx], (sims / temperature).exp())
-        correct += (votes.argmax(1).cpu() == test_labels[i:i + chunk].cpu()).sum().item()
-    return correct / len(test_features)
+        correct += (votes.argmax(1) == test_labels[i:i + chunk]).sum()
+    return correct.item() / len(test_features)
 
 
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter: int,
