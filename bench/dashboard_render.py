@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy import update
 
 from db.config import (CHECKPOINT_FILE, CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INSIGHTS_FILE,
+from db.identity import database_id
                        RunConfig, run_dir)
 from db.models import runs
 from db.queries import SYS_CPU, SYS_GPU_MEMORY, SYS_GPU_UTIL, SYS_MEMORY, create_runs, write_metrics
@@ -68,16 +69,16 @@ def build(url: str, n_runs: int, n_points: int) -> None:
         for i, run_id in enumerate(ids[-RUNNING:]):
             conn.execute(update(runs).where(runs.c.id == run_id).values(worker_id=f"gpu{i % 4}:100:1",
                                                                         device=f"cuda:{i % 4}"))
-    _run_files(ids[0])
+    _run_files(ids[0], database_id(engine))
     with write_tx(engine) as conn:
         conn.execute(update(runs).where(runs.c.id == ids[0])
-                     .values(checkpoint_path=str(run_dir(ids[0]) / CHECKPOINT_FILE)))
+                     .values(checkpoint_path=str(run_dir(ids[0], database_id(engine)) / CHECKPOINT_FILE)))
     engine.dispose()
 
 
-def _run_files(run_id: int) -> None:
+def _run_files(run_id: int, db_id: str) -> None:
     """What a completed run leaves in its folder: checkpoint, encoder and insights of real sizes."""
-    folder = run_dir(run_id)
+    folder = run_dir(run_id, db_id)
     folder.mkdir(parents=True, exist_ok=True)
     for name, size in ((CHECKPOINT_FILE, 90_000_000), (ENCODER_FILE, 45_000_000)):
         with open(folder / name, "wb") as f:

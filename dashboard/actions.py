@@ -15,7 +15,8 @@ from typing import Sequence
 
 from sqlalchemy import Engine, delete, select
 
-from db.config import runs_root
+from db.config import run_dir, under_runs_root
+from db.identity import database_id
 from db.models import metrics, runs
 from db import queue
 from db.queue import RESUMABLE, NoSuchRun, request_cancel
@@ -56,6 +57,11 @@ def can_delete(run: dict) -> bool:
     return run["display_status"] not in (RUNNING, CANCELLING)
 
 
+def can_discard(run: dict) -> bool:
+    """The checkpoint of a run that is not live (a live run rewrites it every epoch)."""
+    return can_delete(run)
+
+
 def resume_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
     """Requeue runs to resume from their checkpoints: the same rule as `python -m engine train --resume`."""
     out = Outcome()
@@ -66,17 +72,11 @@ def resume_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
     return out
 
 
-def _run_files(run: dict) -> list[Path]:
+def _run_files(run: dict, db_id: str) -> list[Path]:
     """The run's folder and any recorded log/checkpoint, only where they lie under the runs root:
     paths come from the database, and a delete button must never remove anything outside it."""
-    root = runs_root().resolve()
-    candidates = [root / str(run["id"])] + [Path(p) for p in (run.get("log_path"), run.get("checkpoint_path")) if p]
-    out = []
-    for path in candidates:
-        resolved = path.resolve()
-        if resolved != root and resolved.is_relative_to(root) and resolved.exists():
-            out.append(resolved)
-    return out
+    candidates = (run_dir(run["id"], db_id), run.get("log_path"), run.get("checkpoint_path"))
+    return [p for p in map(under_runs_root, candidates) if p is not None and p.exists()]
 
 
 def delete_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
@@ -84,6 +84,7 @@ def delete_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
     out = Outcome()
     now = utcnow()
     files: list[Path] = []
+    db_id = database_id(engine)
     with write_tx(engine) as conn:
         # Read and delete in one write transaction, so a run cannot be claimed between the check and the delete.
         found = {r["id"]: dict(r) for r in conn.execute(select(runs).where(runs.c.id.in_(list(run_ids)))).mappings()}
@@ -96,7 +97,7 @@ def delete_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
                 out.messages.append(f"run {run_id} is running: cancel it first, then delete it")
             else:
                 doomed.append(run_id)
-                files.extend(_run_files(run))
+                files.extend(_run_files(run, db_id))
         if doomed:
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces that only with foreign_keys=ON.
             conn.execute(delete(metrics).where(metrics.c.run_id.in_(doomed)))

@@ -11,16 +11,18 @@ completion that lands meanwhile cannot be overwritten by a stale decision.
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from db.config import ConfigError, RunConfig, config_fields, config_from_text, runs_root
+from db.config import ConfigError, RunConfig, coerce_field, config_fields, config_from_text, runs_root
+from db.identity import database_id
 from db.models import runs, workers
 from db.queries import create_runs
 from db.session import is_sqlite, read_tx, write_tx
@@ -35,9 +37,11 @@ CLAIM_ENV = "SIMCLR_CLAIM"
 LOCAL_IDLE_EXIT_S = 1800.0
 
 
-def local_worker_log() -> Path:
-    """The log of the background worker on this machine (`worker --detach`, or the dashboard's)."""
-    return runs_root() / "worker.log"
+def local_worker_log(engine: Engine) -> Path:
+    """The log of this database's background worker on this machine (`worker --detach`, or the
+    dashboard's): runs/<database id>/worker.log, beside its run folders, so two databases sharing
+    a runs folder never write one log."""
+    return runs_root() / database_id(engine) / "worker.log"
 
 
 class NoSuchRun(LookupError):
@@ -111,13 +115,17 @@ def resume_runs(engine: Engine, run_ids: Sequence[int]) -> list[tuple[int, str]]
 
 
 # ----------------------------------------------------------------------------------------- claim
-def has_queued(engine: Engine) -> bool:
+def has_queued(engine: Engine, *, skip: Collection[int] = ()) -> bool:
     """A cheap read, so idle workers do not take SQLite's write lock every poll just to find nothing."""
+    query = select(runs.c.id).where(runs.c.status == QUEUED)
+    if skip:
+        query = query.where(runs.c.id.notin_(list(skip)))
     with read_tx(engine) as conn:
-        return conn.execute(select(runs.c.id).where(runs.c.status == QUEUED).limit(1)).first() is not None
+        return conn.execute(query.limit(1)).first() is not None
 
 
-def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int | None = None) -> dict[str, Any] | None:
+def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int | None = None,
+               skip: Collection[int] = ()) -> dict[str, Any] | None:
     """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
 
     `max_devices`: take only a run whose config asks for at most that many devices (the free GPUs
@@ -128,7 +136,7 @@ def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int 
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
     with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
     queueing behind one another. The outer `status = 'queued'` re-check costs nothing and keeps
-    the statement correct even without the lock.
+    the statement correct even without the lock. `skip`: runs this worker found it cannot run.
     """
     # The one status change that cannot go through transition() (it needs RETURNING on a row
     # chosen by a subquery); keep it honest against the same table of legal moves.
@@ -137,6 +145,8 @@ def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int 
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
     if max_devices is not None:  # configs from before the `devices` field have none: one device
         pick = pick.where(func.coalesce(runs.c.config["devices"].as_integer(), 1) <= max_devices)
+    if skip:
+        pick = pick.where(runs.c.id.notin_(list(skip)))
     if not is_sqlite(engine):
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
@@ -151,6 +161,17 @@ def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int 
     with write_tx(engine) as conn:
         row = conn.execute(stmt).mappings().first()
         return dict(row) if row else None
+
+
+def release_claim(engine: Engine, run_id: int, worker_id: str, attempt: int, reason: str) -> bool:
+    """Give back a run this worker claimed but cannot run (e.g. it asks for a device the worker lacks):
+    queued again, the attempt not counted, `reason` shown on the run until some worker takes it."""
+    with write_tx(engine) as conn:
+        run = _locked_run(conn, run_id)
+        if run is None or run["status"] != RUNNING or run["worker_id"] != worker_id or run["attempts"] != attempt:
+            return False
+        return transition(conn, run_id, QUEUED, expect=RUNNING, worker_id=None, pid=None, device=None,
+                          heartbeat_at=None, attempts=attempt - 1, error=reason)
 
 
 RECORDABLE = ("pid", "log_path", "device", "executor")
@@ -383,6 +404,9 @@ def running_count(engine: Engine) -> int:
 
 # ---------------------------------------------------------------------------------------- sweeps
 MAX_SWEEP_RUNS = 1000  # a typo like seed=0..9999 should be an error, not ten thousand queued runs
+MAX_GRID_TEXT = 10_000  # characters in one --grid entry: far more than 1000 values need
+MAX_NAME_CHARS = 200  # runs.name is String(200)
+MAX_RETRIES = 100
 
 
 class SweepError(ValueError):
@@ -394,6 +418,8 @@ def parse_grid(entries: Sequence[str]) -> list[tuple[str, list[str]]]:
     known = {f.name for f in config_fields()}
     grid: list[tuple[str, list[str]]] = []
     for entry in entries:
+        if len(entry) > MAX_GRID_TEXT:
+            raise SweepError(f"--grid {entry[:40]}...: {len(entry)} characters; at most {MAX_GRID_TEXT}")
         key, sep, text = entry.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
         values = [v.strip() for v in text.split(",")]
@@ -403,10 +429,26 @@ def parse_grid(entries: Sequence[str]) -> list[tuple[str, list[str]]]:
             raise SweepError(f"--grid {entry!r}: unknown configuration field {key!r} (known: {', '.join(sorted(known))})")
         if key in (k for k, _ in grid):
             raise SweepError(f"--grid: {key} given twice; list all its values in one --grid {key}=...")
-        if len(set(values)) != len(values):
-            raise SweepError(f"--grid {entry!r}: a value is listed twice (vary seed to repeat a run)")
+        if len(values) > MAX_SWEEP_RUNS:
+            raise SweepError(f"--grid {key}: {len(values)} values; at most {MAX_SWEEP_RUNS} runs may be enqueued at once")
+        _refuse_duplicates(entry, key, values)
         grid.append((key, values))
     return grid
+
+
+def _refuse_duplicates(entry: str, key: str, values: Sequence[str]) -> None:
+    """Compare values as values, not text: 64 and 64.0 (or 0.1 and 1e-1) are one run twice."""
+    seen: dict[Any, str] = {}
+    for text in values:
+        try:
+            value = coerce_field(key, text)
+        except ConfigError as e:
+            raise SweepError(f"--grid {entry!r}: {e}") from None
+        if value in seen:
+            raise SweepError(f"--grid {entry!r}: {seen[value]} and {text} are the same value "
+                             "(vary seed to repeat a run)" if seen[value] != text else
+                             f"--grid {entry!r}: {text} is listed twice (vary seed to repeat a run)")
+        seen[value] = text
 
 
 def combo_label(combo: Mapping[str, Any]) -> str:
@@ -424,9 +466,12 @@ def expand_grid(base: Mapping[str, Any], grid: Sequence[tuple[str, Sequence[Any]
     if clash:
         raise SweepError(f"{clash[0]} is given both as a single value and in --grid; use one of them")
     keys = [k for k, _ in grid]
+    # Counted from the value counts, before a single combination is built: 10 million of them
+    # would take gigabytes just to be refused.
+    count = math.prod(len(v) for _, v in grid)
+    if count > MAX_SWEEP_RUNS:
+        raise SweepError(f"the grid has {count:,} combinations; at most {MAX_SWEEP_RUNS} may be enqueued at once")
     combos = [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in grid))]
-    if len(combos) > MAX_SWEEP_RUNS:
-        raise SweepError(f"the grid has {len(combos)} combinations; at most {MAX_SWEEP_RUNS} may be enqueued at once")
     built, bad = [], []
     for combo in combos:
         try:
@@ -439,6 +484,21 @@ def expand_grid(base: Mapping[str, Any], grid: Sequence[tuple[str, Sequence[Any]
     return built
 
 
+def check_submission(name: str | None, retries: int) -> None:
+    """The free values of a submission besides the config: a name and a retry count."""
+    if name is not None and len(name) > MAX_NAME_CHARS:
+        raise SweepError(f"--name: at most {MAX_NAME_CHARS} characters; got {len(name)}")
+    if name is not None and any(ord(c) < 32 for c in name):
+        raise SweepError("--name: control characters (newlines, tabs...) are not allowed")
+    if not 0 <= retries <= MAX_RETRIES:
+        raise SweepError(f"--retries must be between 0 and {MAX_RETRIES}; got {retries}")
+
+
+def _clip(text: str) -> str:
+    """A sweep run's name is the name plus its grid values: keep it within the column."""
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS - 3] + "..."
+
+
 def new_sweep_id() -> str:
     return f"sweep-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
@@ -449,10 +509,9 @@ def enqueue(engine: Engine, plan: Sequence[tuple[Mapping[str, Any], RunConfig]],
 
     Returns (sweep id or None, [(run id, combination label), ...]).
     """
-    if retries < 0:
-        raise SweepError("--retries must be >= 0")
+    check_submission(name, retries)
     sweep_id = new_sweep_id() if sweep else None
     labels = [combo_label(combo) for combo, _ in plan]
-    names = [" ".join(p for p in (name, label) if p) or None for label in labels]
+    names = [_clip(" ".join(p for p in (name, label) if p)) or None for label in labels]
     ids = create_runs(engine, [cfg for _, cfg in plan], names=names, sweep_id=sweep_id, retries=retries)
     return sweep_id, list(zip(ids, labels))

@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from db.queries import list_runs
-from db.queue import NoSuchRun, SweepError, enqueue, expand_grid, live_workers, request_cancel
+from db.queue import (NoSuchRun, SweepError, check_submission, enqueue, expand_grid, live_workers,
+                      request_cancel)
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
@@ -49,8 +50,7 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
-        if args.retries < 0:
-            raise SweepError("--retries must be >= 0")
+        check_submission(args.name, args.retries)
         base, grid = config_request(args)
         # Every combination is validated before the database is even opened.
         plan = expand_grid(base, grid, build=config_from_values)

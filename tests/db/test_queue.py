@@ -333,3 +333,44 @@ def test_resume_requeues_failed_cancelled_and_dead_runs_but_not_completed_or_liv
     assert get_run(engine, live)["status"] == "running" and "is running" in said[live]
     assert get_run(engine, done)["status"] == "completed" and "already completed" in said[done]
     engine.dispose()
+
+
+# ------------------------------------------------------------------------------- bounded input
+def test_a_huge_grid_is_refused_from_its_value_counts_before_building_combinations() -> None:
+    import tracemalloc
+
+    grid = [("seed", list(range(200))), ("batch_size", list(range(2, 202))), ("epochs", list(range(1, 51)))]
+    built: list[dict] = []
+    tracemalloc.start()
+    with pytest.raises(queue.SweepError, match="2,000,000 combinations"):
+        queue.expand_grid({}, grid, build=lambda values: built.append(values) or RunConfig())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert built == [] and peak < 5_000_000  # two million combinations would be hundreds of MB
+
+
+@pytest.mark.parametrize("entry, words", [("batch_size=64,64.0", "64 and 64.0 are the same value"),
+                                          ("lr=0.1,1e-1", "0.1 and 1e-1 are the same value"),
+                                          ("batch_size=64,abc", "expected an integer"),
+                                          ("seed=" + ",".join(map(str, range(1001))), "at most 1000")])
+def test_grid_values_are_compared_as_values(entry: str, words: str) -> None:
+    with pytest.raises(queue.SweepError, match=words):
+        queue.parse_grid([entry])
+
+
+@pytest.mark.parametrize("name, retries, words", [("x" * 201, 1, "at most 200 characters"),
+                                                  ("a\nb", 1, "control characters"),
+                                                  (None, 10**9, "between 0 and 100"), (None, -1, "between 0 and 100")])
+def test_names_and_retries_are_bounded(engine, name: str | None, retries: int, words: str) -> None:
+    with pytest.raises(queue.SweepError, match=words):
+        queue.enqueue(engine, [({}, RunConfig(batch_size=64))], sweep=False, name=name, retries=retries)
+
+
+def test_long_paths_and_odd_devices_are_refused_by_the_config() -> None:
+    from db.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data_dir: must be a path of at most 1024 characters"):
+        RunConfig(dataset="imagefolder", data_dir="/x" * 2500)
+    for device in ("cuda:99999999999999999999", "cuda:²", "gpu", "cuda:-1"):
+        with pytest.raises(ConfigError, match="device"):
+            RunConfig(device=device)

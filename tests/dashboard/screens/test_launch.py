@@ -212,3 +212,18 @@ def test_stl10_from_the_form_trains_at_96px_on_the_unlabeled_split(app, db: Engi
     _launch(at)
     [run] = list_runs(db)
     assert (run["config"]["image_size"], run["config"]["pretrain_split"]) == (96, "unlabeled")
+
+
+def test_data_folder_whose_train_or_test_lead_outside_the_roots_is_refused(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.data_roots import check_data_dir
+
+    root, outside = tmp_path / "data", tmp_path / "private"
+    (outside / "a").mkdir(parents=True)
+    (root / "set" / "test").mkdir(parents=True)
+    (root / "set" / "train").symlink_to(outside)
+    monkeypatch.setenv("SIMCLR_DATA_ROOTS", str(root))
+    folder, message = check_data_dir(str(root / "set"))
+    assert folder is None and f"leads to {outside}" in message
+    folder, message = check_data_dir("/" + "x" * 5000)  # a 5,000-character path: one sentence, no OSError
+    assert folder is None and "at most 1024 characters" in message
