@@ -28,8 +28,8 @@ import numpy as np
 from sqlalchemy import update
 
 from db.config import (CHECKPOINT_FILE, CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INSIGHTS_FILE,
-from db.identity import database_id
                        RunConfig, run_dir)
+from db.identity import database_id
 from db.models import runs
 from db.queries import SYS_CPU, SYS_GPU_MEMORY, SYS_GPU_UTIL, SYS_MEMORY, create_runs, write_metrics
 from db.queue import register_worker
