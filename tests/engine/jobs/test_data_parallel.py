@@ -68,7 +68,7 @@ def test_two_process_cpu_run_is_killed_resumes_completes_and_a_second_one_cancel
         log = Path(run["log_path"]).read_text()
         assert run["attempts"] == 2 and run["error"] is None, log
         assert "killed by SIGKILL" in log and "resumed from" in log
-        assert log.count("linear probe:") == 1  # process 0 alone evaluates and logs
+        assert log.count("linear probe (") == 1  # process 0 alone evaluates and logs
         steps = [r["step"] for r in metric_rows(engine, [run_id], ["train/loss"])]
         assert steps == list(range(1, 3 * STEPS_PER_EPOCH + 1)), "steps must be contiguous, without duplicates"
         assert len(metric_rows(engine, [run_id], ["epoch/loss"])) == 3
