@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -33,7 +33,6 @@ import tempfile
 import time
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
 

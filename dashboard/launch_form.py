@@ -1,7 +1,7 @@
 """The launch form's logic, without Streamlit: fields from RunConfig, parsing, grids, errors.
 
 Every field comes from `db.config.config_fields()` (a field added to RunConfig appears in the form
-by itself); validation is RunConfig's own, and grids go through the same `db.queue.expand_grid`
+by itself); validation is RunConfig's own, and grids go through the same `db.sweep.expand_grid`
 as `python -m engine submit --grid`, so the form and the CLI accept and refuse the same things.
 What this module adds is only what a form needs: text <-> value, errors attached to the field
 they are about, and the data-root fence for typed folders.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from db.config import ConfigError, RunConfig, coerce_field, config_fields, field_optional, lr_rule
-from db.queue import SweepError, combo_label, expand_grid, parse_grid
+from db.sweep import SweepError, combo_label, expand_grid, parse_grid
 from dashboard.data_roots import check_data_dir
 
 GRID_FIELDS = ("encoder", "optimizer", "batch_size", "subset_size", "epochs", "seed")

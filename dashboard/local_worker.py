@@ -42,7 +42,7 @@ def disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def default_command(db_url: str) -> list[str]:
+def default_command() -> list[str]:
     # The database travels in SIMCLR_DB (see env below), the same way the server got it.
     return [sys.executable, "-m", "engine", "worker"]
 
@@ -50,7 +50,7 @@ def default_command(db_url: str) -> list[str]:
 @dataclass
 class LocalWorker:
     db_url: str
-    command: Callable[[str], Sequence[str]] = default_command
+    command: Callable[[], Sequence[str]] = default_command
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     last_check: float = 0.0
@@ -92,7 +92,7 @@ class LocalWorker:
         self.log_path = log_dir / "local-worker.log"
         env = {**os.environ, "SIMCLR_DB": self.db_url}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(list(self.command(self.db_url)), cwd=PROJECT_ROOT, env=env,
+            self.proc = subprocess.Popen(list(self.command()), cwd=PROJECT_ROOT, env=env,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self.started_at = now
@@ -128,7 +128,7 @@ class LocalWorker:
 _instances: list[LocalWorker] = []
 
 
-def create(db_url: str, command: Callable[[str], Sequence[str]] = default_command) -> LocalWorker:
+def create(db_url: str, command: Callable[[], Sequence[str]] = default_command) -> LocalWorker:
     worker = LocalWorker(db_url, command)
     _instances.append(worker)
     return worker

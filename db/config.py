@@ -31,7 +31,6 @@ KNOWN_SIZES: dict[str, tuple[int, int, int]] = {
     "stl10": (105000, 5000, 8000),  # unlabeled + train for pretraining, as in the STL-10 paper
     "synthetic": (1000, 1000, 200),
 }
-NATIVE_IMAGE_SIZE = {"cifar10-mini": 32, "cifar10": 32, "stl10": 96, "synthetic": 32, "imagefolder": 32}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 

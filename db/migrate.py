@@ -8,11 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
-
-from db.session import SchemaError
+from sqlalchemy import Engine, inspect
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+class SchemaError(RuntimeError):
+    """The database schema is older (or newer) than this code expects."""
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -41,13 +43,11 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 def ensure_schema(engine: Engine) -> None:
     """Create a fresh database at head; refuse one whose schema differs from this code's."""
-    from db.session import has_tables
-
     current = current_revision(engine)
     head = head_revision(engine)
     if current == head:
         return
-    if current is None and not has_tables(engine):
+    if current is None and not inspect(engine).has_table("runs"):
         upgrade(engine)
         return
     raise SchemaError(

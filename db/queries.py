@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -112,16 +111,7 @@ def metric_rows(engine: Engine, run_ids: Sequence[int], names: Sequence[str] | N
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def metric_names(engine: Engine, run_id: int) -> list[str]:
-    with read_tx(engine) as conn:
-        return list(conn.execute(select(metrics.c.name).where(metrics.c.run_id == run_id).distinct()).scalars())
-
-
 def count_metrics(engine: Engine, run_id: int) -> dict[str, int]:
     query = select(metrics.c.name, func.count()).where(metrics.c.run_id == run_id).group_by(metrics.c.name)
     with read_tx(engine) as conn:
         return {name: n for name, n in conn.execute(query)}
-
-
-def now_seconds() -> float:
-    return time.time()

@@ -20,7 +20,8 @@ from dashboard.common import fmt_duration, get_engine
 from dashboard.estimate import estimate
 from db import views
 from db.config import RunConfig, config_fields
-from db.queue import enqueue, live_workers
+from db.queue import live_workers
+from db.sweep import enqueue
 
 SINGLE, GRID = "lf_", "lg_"  # widget key prefixes: single-run values, grid values
 GRID_MODE = "launch_grid_mode"

@@ -11,7 +11,8 @@ from datetime import timedelta
 from db.config import ConfigError
 from db.queries import create_run, get_run, list_runs
 from db.queue import DEFAULT_STALE_AFTER_S
-from db.session import SchemaError, make_engine, write_tx
+from db.migrate import SchemaError
+from db.session import make_engine, write_tx
 from db.status import QUEUED, RUNNING, transition, utcnow
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
 

@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from db.queries import list_runs
-from db.queue import NoSuchRun, SweepError, enqueue, expand_grid, parse_grid, request_cancel
+from db.queue import NoSuchRun, request_cancel
+from db.sweep import SweepError, enqueue, expand_grid, parse_grid
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides

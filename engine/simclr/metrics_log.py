@@ -39,7 +39,6 @@ class MetricLogger:
         self._rows: list[tuple[str, int, float, Any, float]] = []
         self._last_flush = time.monotonic()
         self.progress: dict[str, Any] = {}
-        self.rows_written = 0
 
     def log(self, name: str, value: float | torch.Tensor, step: int, epoch: float) -> None:
         if isinstance(value, torch.Tensor):
@@ -78,7 +77,6 @@ class MetricLogger:
                 conn.execute(update(runs).where(runs.c.id == self.run_id)
                              .values(heartbeat_at=utcnow(), **self.progress))
         self.progress = {}
-        self.rows_written += len(rows)
 
 
 def _to_floats(values: list[Any]) -> list[float]:

@@ -15,7 +15,7 @@ from db.queue import register_worker
 
 
 def _sleeper(seconds: float):  # noqa: ANN202
-    return lambda url: [sys.executable, "-c", f"import time; time.sleep({seconds})"]
+    return lambda: [sys.executable, "-c", f"import time; time.sleep({seconds})"]
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001
@@ -46,7 +46,7 @@ def test_starts_one_detached_worker_and_stops_it(db: Engine, enabled: None, sqli
 
 
 def test_a_dead_worker_is_reaped_and_backs_off(db: Engine, enabled: None, sqlite_url: str) -> None:
-    worker = LocalWorker(sqlite_url, lambda url: [sys.executable, "-c", "raise SystemExit(3)"])
+    worker = LocalWorker(sqlite_url, lambda: [sys.executable, "-c", "raise SystemExit(3)"])
     worker.ensure(db)
     proc = worker.proc
     assert _wait(lambda: worker.last_exit is not None)  # the reaper thread waited on it

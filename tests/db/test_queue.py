@@ -1,4 +1,4 @@
-"""The queue's database side on each backend: claim, recover, finish, cancel, workers, sweeps."""
+"""The queue's database side on each backend: claim, recover, finish, cancel, workers."""
 
 from __future__ import annotations
 
@@ -237,55 +237,3 @@ def test_heartbeat_does_not_revive_a_run_another_worker_holds(engine, make_runs)
     make_stale(engine, a)
     queue.heartbeat(engine, "w1", [a])
     assert len(queue.recover_stale(engine, 60)) == 1
-
-
-# ------------------------------------------------------------------------------------------ sweeps
-def test_parse_grid_accepts_flag_or_field_names() -> None:
-    assert queue.parse_grid(["batch-size=64,128", "seed= 0, 1 ,2"]) == [
-        ("batch_size", ["64", "128"]), ("seed", ["0", "1", "2"])]
-
-
-@pytest.mark.parametrize("entry, words", [
-    ("batch_size", "expected FIELD=V1,V2"), ("batch_size=", "expected FIELD=V1,V2"),
-    ("batch_size=64,,128", "expected FIELD=V1,V2"), ("bogus=1,2", "unknown configuration field 'bogus'"),
-    ("seed=1,1", "listed twice")])
-def test_parse_grid_errors(entry: str, words: str) -> None:
-    with pytest.raises(queue.SweepError, match=words):
-        queue.parse_grid([entry])
-
-
-def test_expand_grid_is_the_cartesian_product_in_order() -> None:
-    grid = queue.parse_grid(["batch_size=16,32", "subset_size=64,128"])
-    plan = queue.expand_grid({"dataset": "synthetic"}, grid)
-    assert [c for c, _ in plan] == [{"batch_size": "16", "subset_size": "64"}, {"batch_size": "16", "subset_size": "128"},
-                                    {"batch_size": "32", "subset_size": "64"}, {"batch_size": "32", "subset_size": "128"}]
-    assert all(isinstance(cfg, RunConfig) for _, cfg in plan)
-    assert [(cfg.batch_size, cfg.subset_size) for _, cfg in plan] == [(16, 64), (16, 128), (32, 64), (32, 128)]
-
-
-def test_one_bad_combination_names_itself_and_enqueues_nothing(engine) -> None:
-    grid = queue.parse_grid(["batch_size=16,128", "subset_size=64,500"])
-    with pytest.raises(queue.SweepError) as info:
-        queue.expand_grid({"dataset": "synthetic"}, grid)
-    message = str(info.value)
-    assert "1 of 4 combinations is invalid; nothing was enqueued" in message
-    assert "batch_size=128 subset_size=64: subset_size: must be at least one batch (128 images)" in message
-    assert queue.has_queued(engine) is False
-
-
-def test_grid_field_also_given_as_a_single_value_is_refused() -> None:
-    with pytest.raises(queue.SweepError, match="both as a single value and in --grid"):
-        queue.expand_grid({"batch_size": "16"}, [("batch_size", ["16", "32"])])
-
-
-def test_enqueue_a_sweep_records_one_sweep_id_and_names(engine) -> None:
-    plan = queue.expand_grid({"dataset": "synthetic", "subset_size": "64"}, [("batch_size", ["16", "32"])])
-    sweep_id, queued = queue.enqueue(engine, plan, sweep=True, name="bs", retries=2)
-    assert sweep_id and len(queued) == 2
-    rows = [get_run(engine, run_id) for run_id, _ in queued]
-    assert {r["sweep_id"] for r in rows} == {sweep_id}
-    assert [r["name"] for r in rows] == ["bs batch_size=16", "bs batch_size=32"]
-    assert [r["batch_size"] for r in rows] == [16, 32] and all(r["retries_left"] == 2 for r in rows)
-    single_sweep, [(single, label)] = queue.enqueue(engine, queue.expand_grid({"dataset": "synthetic"}, []),
-                                                    sweep=False)
-    assert single_sweep is None and label == "" and get_run(engine, single)["sweep_id"] is None

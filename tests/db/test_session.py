@@ -8,7 +8,8 @@ from sqlalchemy import text
 from db.config import RunConfig
 from db.migrate import current_revision, head_revision, upgrade
 from db.queries import create_run, delete_metrics_after, metric_rows, write_metrics
-from db.session import SchemaError, make_engine, write_tx
+from db.migrate import SchemaError
+from db.session import make_engine, write_tx
 from db.status import CANCELLED, COMPLETED, QUEUED, RUNNING, IllegalTransition, transition
 
 

@@ -21,7 +21,8 @@ from tests.engine.jobs import queue_support
 from db import queue
 from db.config import RunConfig
 from db.queries import create_runs, get_run, list_runs, metric_rows
-from db.session import SchemaError, make_engine
+from db.migrate import SchemaError
+from db.session import make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from engine.jobs.cli import main
 from engine.jobs.worker import Worker, plan_slots, visible_gpus
