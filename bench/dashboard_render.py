@@ -24,13 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np
-from sqlalchemy import update
-
 from db.config import RunConfig
-from db.models import runs
-from db.queries import create_runs, write_metrics
+from db.queries import create_runs, update_run, write_metrics
+from db.queue import claim_next
 from db.session import make_engine, write_tx
-from db.status import utcnow
+from db.status import COMPLETED, transition
 
 RUNNING = 12  # the Runs page draws the running runs' curves by default
 
@@ -40,14 +38,14 @@ def build(url: str, n_runs: int, n_points: int) -> None:
     configs = [RunConfig(subset_size=s, batch_size=b, seed=seed, epochs=10)
                for seed in range(5) for s in (300, 500, 1000, 1500, 2000) for b in (64, 128)][:n_runs]
     ids = create_runs(engine, configs, sweep_id="sweep-bench")
-    now, t0 = utcnow(), time.time()
+    t0 = time.time()
     for i, run_id in enumerate(ids):
         running = i >= n_runs - RUNNING
+        claim_next(engine, "bench", "cpu", run_id=run_id)
+        update_run(engine, run_id, total_steps=n_points * 2, step=n_points)
         with write_tx(engine) as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(
-                status="running" if running else "completed", started_at=now, heartbeat_at=now,
-                finished_at=None if running else now, total_steps=n_points * 2, step=n_points,
-                linear_loss=None if running else 0.5 + 0.001 * i, linear_top1=None if running else 0.7 + 0.001 * i))
+            if not running:
+                transition(conn, run_id, COMPLETED, linear_loss=0.5 + 0.001 * i, linear_top1=0.7 + 0.001 * i)
             rows = [{"run_id": run_id, "name": "train/loss", "step": s, "epoch": s / 100, "value": 5.0 / (1 + s / 500),
                      "time": t0 + s * 0.1} for s in range(1, n_points + 1)]
             rows += [{"run_id": run_id, "name": "knn/top1", "step": s, "epoch": s / 100, "value": 0.3 + s / n_points / 2,

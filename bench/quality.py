@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from db.config import RunConfig
-from db.queries import create_run, get_run
-from db.session import make_engine, write_tx
-from db.status import RUNNING, transition
+from db.queries import get_run
+from db.queue import create_and_claim
+from db.session import make_engine
 from engine.simclr.data import load_dataset
 from engine.simclr.evaluate import extract_features, knn_top1, linear_eval
 from engine.simclr.model import build_model
@@ -52,11 +52,10 @@ def main() -> None:
     rand_lin = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels)
 
     db = make_engine(f"sqlite:///{tmp / 'quality.db'}")
-    run_id = create_run(db, cfg)
-    with write_tx(db) as conn:
-        transition(conn, run_id, RUNNING)
+    run = create_and_claim(db, cfg, "bench")
+    run_id = run["id"]
     start = time.perf_counter()
-    status = execute_run(db, run_id, log=lambda m: print("  " + m, flush=True))
+    status = execute_run(db, run_id, run["attempts"], log=lambda m: print("  " + m, flush=True))
     minutes = (time.perf_counter() - start) / 60
     run = get_run(db, run_id)
     assert status == "completed", run["error"]

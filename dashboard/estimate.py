@@ -2,7 +2,7 @@
 
 Measured speed beats a model: when earlier runs with the same encoder, stem and image size logged
 `train/images_per_sec` on the same kind of device, their median is used. Otherwise the estimate
-comes from the forward cost per image (DESIGN.md's GMAC figures) and an assumed sustained rate.
+comes from the forward cost per image (the GMAC figures in docs/design.md) and an assumed sustained rate.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from db.config import KNOWN_SIZES, RunConfig, pretrain_size
+from db.config import KNOWN_SIZES, RunConfig
+from db.datasets import pretrain_size
 
-# Forward cost per 32x32 image in GMAC (DESIGN.md); scales with the pixel count.
+# Forward cost per 32x32 image in GMAC (docs/design.md); scales with the pixel count.
 GMAC_AT_32 = {("resnet18", "cifar"): 0.56, ("resnet18", "imagenet"): 0.037,
               ("resnet50", "cifar"): 1.30, ("resnet50", "imagenet"): 0.084}
-# Sustained training FLOP/s, deliberately modest. CUDA: DESIGN's goal of a CIFAR-10 epoch
+# Sustained training FLOP/s, deliberately modest. CUDA: the speed goal in docs/design.md, a CIFAR-10 epoch
 # (100,000 views) of RN18-cifar in 4 s on an H100 is ~8e13; CPU: a few cores doing fp32 convs.
 ASSUMED_FLOPS = {"cuda": 8e13, "cpu": 5e10}
 # One training image = 2 views x (forward + backward ~ 3 forwards) x 2 FLOP per MAC.
@@ -41,7 +42,7 @@ def device_kind(cfg: RunConfig, worker_devices: Sequence[str]) -> str:
 
 
 def images_per_epoch(cfg: RunConfig) -> int | None:
-    total = cfg.subset_size or pretrain_size(cfg.dataset, cfg.resolved_data_dir)
+    total = cfg.subset_size or pretrain_size(cfg)
     if total is None:
         return None
     return (total // cfg.batch_size) * cfg.batch_size  # the last partial batch is dropped

@@ -33,7 +33,6 @@ from db.queue import live_workers
 
 DISABLE_ENV = "SIMCLR_NO_LOCAL_WORKER"
 CHECK_EVERY_S = 5.0  # how often page views may look at the workers table at all
-WORKER_FRESH_S = 30.0  # a worker heartbeat younger than this means someone is serving the queue
 QUICK_DEATH_S = 20.0  # a worker that dies this soon after starting is broken, not unlucky...
 BACKOFF_S = 60.0  # ...so wait this long before trying again (and show why)
 
@@ -73,7 +72,7 @@ class LocalWorker:
             if now - self.last_check < CHECK_EVERY_S and self.last_check:
                 return self._status_without_check()
             self.last_check = now
-            others = live_workers(engine, within_s=WORKER_FRESH_S)
+            others = live_workers(engine)  # each heartbeating within its own --stale-after
             if others:
                 return f"{len(others)} worker{'s' if len(others) > 1 else ''} alive"
             if now < self.retry_after:

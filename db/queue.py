@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, func, insert, select, update
 
+from db.config import ConfigError, RunConfig
+from db.heartbeat import STALE_AFTER_S, is_stale, last_sign_of_life
 from db.models import runs, workers
+from db.queries import run_values
 from db.session import is_sqlite, read_tx, write_tx
-from db.status import ALLOWED, CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, transition, utcnow
-
-DEFAULT_STALE_AFTER_S = 60.0
+from db.status import ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, \
+    transition, utcnow
 
 
 class NoSuchRun(LookupError):
@@ -54,10 +56,23 @@ def has_queued(engine: Engine) -> bool:
         return conn.execute(select(runs.c.id).where(runs.c.status == QUEUED).limit(1)).first() is not None
 
 
-def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | None:
-    """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
+def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: int | None = None,
+               pid: int | None = None) -> dict[str, Any] | None:
+    """Take the oldest queued run (or run `run_id`, if it is queued) for `worker_id` on `device`;
+    returns its row, or None if there is none to take.
 
-    One statement, so there is no window between choosing a run and taking it:
+    Every start of a run goes through the one claim statement below (`_claim`): a worker's slot
+    here, `train` in the foreground and the benchmarks through `create_and_claim`, `train --resume`
+    through `claim_for_resume`. So every run has a claimant and an attempt number, and (worker,
+    attempt) is what the run's process and its worker check before they write.
+    """
+    with write_tx(engine) as conn:
+        return _claim(conn, worker_id, device, run_id=run_id, pid=pid)
+
+
+def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int | None,
+           pid: int | None) -> dict[str, Any] | None:
+    """The claim statement. One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
     with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
     queueing behind one another. The outer `status = 'queued'` re-check costs nothing and keeps
@@ -68,20 +83,57 @@ def claim_next(engine: Engine, worker_id: str, device: str) -> dict[str, Any] | 
     if RUNNING not in ALLOWED[QUEUED]:
         raise IllegalTransition(f"a run cannot go from {QUEUED} to {RUNNING}")
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
-    if not is_sqlite(engine):
+    if run_id is not None:
+        pick = pick.where(runs.c.id == run_id)
+    if conn.dialect.name != "sqlite":
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
     stmt = (
         update(runs)
         .where(runs.c.id == pick.scalar_subquery(), runs.c.status == QUEUED)
-        .values(status=RUNNING, worker_id=worker_id, device=device, pid=None, heartbeat_at=now,
+        .values(status=RUNNING, worker_id=worker_id, device=device, pid=pid, heartbeat_at=now,
                 # started_at is the first start; a retried run keeps it (attempts tells the rest).
-                started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1)
+                started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1,
+                # A resubmitted run starts clean: an old cancel request or error is not this attempt's.
+                cancel_requested=False, error=None)
         .returning(*runs.c)
     )
+    row = conn.execute(stmt).mappings().first()
+    return dict(row) if row else None
+
+
+def create_and_claim(engine: Engine, cfg: RunConfig, worker_id: str, *, name: str | None = None,
+                     pid: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """A new run of `cfg`, claimed at once by `worker_id` (`train` in the foreground, benchmarks).
+
+    Inserted and claimed in one transaction: a worker polling the queue never sees it queued.
+    """
     with write_tx(engine) as conn:
-        row = conn.execute(stmt).mappings().first()
-        return dict(row) if row else None
+        run_id = conn.execute(insert(runs).values(**run_values(cfg, name=name))).inserted_primary_key[0]
+        claimed = _claim(conn, worker_id, device, run_id=run_id, pid=pid)
+        assert claimed is not None, "a run inserted in this transaction is queued"
+        return claimed
+
+
+def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | None = None) -> dict[str, Any]:
+    """Requeue run `run_id` (failed, cancelled, or running but stale) and claim it, in one transaction
+    so that no worker can take it in between; ConfigError("resume", why) when it cannot be resumed."""
+    with write_tx(engine) as conn:
+        run = _locked_run(conn, run_id, with_limit=True)
+        if run is None:
+            raise ConfigError("resume", f"no run with id {run_id}")
+        status = run["status"]
+        if status == COMPLETED:
+            raise ConfigError("resume", f"run {run_id} is already completed")
+        if status == RUNNING and not is_stale(run, utcnow()):
+            last = last_sign_of_life(run)
+            age = f"heartbeat {(utcnow() - last).seconds} s ago" if last else "no heartbeat yet"
+            raise ConfigError("resume", f"run {run_id} is running ({age}); cancel it first or wait until it is stale")
+        if status != QUEUED:
+            transition(conn, run_id, QUEUED, expect=status)
+        claimed = _claim(conn, worker_id, None, run_id=run_id, pid=pid)
+        assert claimed is not None, "a queued run under our write lock must be claimable"
+        return claimed
 
 
 def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str) -> None:
@@ -102,9 +154,16 @@ class Outcome:
         return f"run {self.run_id}: {self.message}"
 
 
-def _locked_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+def runs_with_stale_limit() -> Select:
+    """SELECT runs.*, plus the stale_after_s of the worker that claimed each (NULL: none known)."""
+    return select(runs, workers.c.stale_after_s).select_from(runs.outerjoin(workers, runs.c.worker_id == workers.c.id))
+
+
+def _locked_run(conn: Connection, run_id: int, *, with_limit: bool = False) -> dict[str, Any] | None:
+    query = runs_with_stale_limit() if with_limit else select(runs)
     # FOR UPDATE is dropped by SQLAlchemy on SQLite, where BEGIN IMMEDIATE already serialises writers.
-    row = conn.execute(select(runs).where(runs.c.id == run_id).with_for_update()).mappings().first()
+    # `of=runs`: PostgreSQL cannot lock the nullable side of an outer join, and need not.
+    row = conn.execute(query.where(runs.c.id == run_id).with_for_update(of=runs)).mappings().first()
     return dict(row) if row else None
 
 
@@ -134,7 +193,7 @@ def _requeue_or_fail(conn: Connection, run: Mapping[str, Any], reason: str, *,
     return Outcome(run_id, FAILED, error)
 
 
-def recover_stale(engine: Engine, timeout_s: float = DEFAULT_STALE_AFTER_S, *,
+def recover_stale(engine: Engine, timeout_s: float = STALE_AFTER_S, *,
                   now: datetime | None = None) -> list[Outcome]:
     """Requeue (or fail, with "worker lost") every running run whose heartbeat is older than `timeout_s`.
 
@@ -210,6 +269,19 @@ def claim_states(engine: Engine, claims: Mapping[int, int], worker_id: str) -> d
     return states
 
 
+def beat_run(engine: Engine, run_id: int, worker_id: str, attempt: int) -> str:
+    """A run's own heartbeat, from its process: "ours" (marked alive), "cancel" (marked alive, and a
+    cancel was requested), or "lost" (requeued, claimed again by anyone, or deleted: this process
+    must stop writing to it). The claim is (worker, attempt), exactly as the worker checks it."""
+    mine = (runs.c.id == run_id) & (runs.c.status == RUNNING) & (runs.c.worker_id == worker_id) \
+        & (runs.c.attempts == attempt)
+    with write_tx(engine) as conn:
+        if conn.execute(update(runs).where(mine).values(heartbeat_at=utcnow())).rowcount == 0:
+            return "lost"
+        cancel = conn.execute(select(runs.c.cancel_requested).where(runs.c.id == run_id)).scalar()
+        return "cancel" if cancel else "ours"
+
+
 def cancel_requested(engine: Engine, run_ids: list[int]) -> set[int]:
     if not run_ids:
         return set()
@@ -219,11 +291,13 @@ def cancel_requested(engine: Engine, run_ids: list[int]) -> set[int]:
 
 
 # --------------------------------------------------------------------------------------- workers
-def register_worker(engine: Engine, worker_id: str, *, hostname: str, pid: int, slots: int, devices: str) -> None:
+def register_worker(engine: Engine, worker_id: str, *, hostname: str, pid: int, slots: int, devices: str,
+                    stale_after_s: float = STALE_AFTER_S) -> None:
     now = utcnow()
     with write_tx(engine) as conn:
         conn.execute(insert(workers).values(id=worker_id, hostname=hostname, pid=pid, slots=slots, devices=devices,
-                                            started_at=now, heartbeat_at=now, stopped_at=None))
+                                            started_at=now, heartbeat_at=now, stopped_at=None,
+                                            stale_after_s=stale_after_s))
 
 
 def heartbeat(engine: Engine, worker_id: str, run_ids: list[int]) -> None:
@@ -246,13 +320,14 @@ def worker_stopped(engine: Engine, worker_id: str) -> None:
         conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=utcnow()))
 
 
-def live_workers(engine: Engine, within_s: float = DEFAULT_STALE_AFTER_S) -> list[dict[str, Any]]:
-    """Workers that have not stopped and heartbeated within `within_s` (for the dashboard and `runs`)."""
-    cutoff = utcnow() - timedelta(seconds=within_s)
-    query = select(workers).where(workers.c.stopped_at.is_(None), workers.c.heartbeat_at >= cutoff) \
-        .order_by(workers.c.started_at)
+def live_workers(engine: Engine) -> list[dict[str, Any]]:
+    """Workers that have not stopped and heartbeated within their own --stale-after (the dashboard,
+    and its check whether a local worker is needed)."""
+    query = select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.started_at)
+    now = utcnow()
     with read_tx(engine) as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return [w for w in rows if not is_stale(w, now)]
 
 
 def running_count(engine: Engine) -> int:

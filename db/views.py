@@ -14,17 +14,15 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.models import metrics, runs
-from db.queue import DEFAULT_STALE_AFTER_S
+from db.heartbeat import is_stale, last_sign_of_life
+from db.models import metrics, runs, workers
 from db.session import read_tx
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, utcnow
 
-# A running run whose last sign of life is older than this is shown as dead. The same figure the
-# workers use to recover stale runs, so the dashboard never calls "dead" a run a worker would not.
-HEARTBEAT_TIMEOUT_S = DEFAULT_STALE_AFTER_S
-
 # What the dashboard shows instead of the stored status, for runs the stored status misdescribes.
-DEAD = "dead"  # stored `running`, but no heartbeat for HEARTBEAT_TIMEOUT_S: its worker is gone
+# "dead" uses the limit the run's own worker applies (its --stale-after, stored with the worker),
+# so the dashboard never calls "dead" a run its worker would not.
+DEAD = "dead"  # stored `running`, but silent for longer than its worker's --stale-after: the worker is gone
 CANCELLING = "cancelling"  # stored `running`, cancel requested, not yet stopped
 DISPLAY_STATUSES = (QUEUED, RUNNING, CANCELLING, DEAD, COMPLETED, FAILED, CANCELLED)
 
@@ -58,7 +56,8 @@ def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_
         _latest("knn/top1", metrics.c.value).label("latest_knn_top1"),
         _latest("linear/loss", metrics.c.value).label("latest_linear_loss"),
         _latest("linear/top1", metrics.c.value).label("latest_linear_top1"),
-    ).order_by(runs.c.id.desc())
+        workers.c.stale_after_s,
+    ).select_from(runs.outerjoin(workers, runs.c.worker_id == workers.c.id)).order_by(runs.c.id.desc())
     if sweep_id:
         query = query.where(runs.c.sweep_id == sweep_id)
     if ids is not None:
@@ -88,7 +87,7 @@ def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_
 
 
 def heartbeat_age_s(run: dict[str, Any], now: datetime) -> float | None:
-    last = run.get("heartbeat_at") or run.get("started_at")
+    last = last_sign_of_life(run)
     return None if last is None else (now - last).total_seconds()
 
 
@@ -100,8 +99,7 @@ def display_status(run: dict[str, Any], now: datetime) -> str:
     """
     if run["status"] != RUNNING:
         return run["status"]
-    age = heartbeat_age_s(run, now)
-    if age is not None and age > HEARTBEAT_TIMEOUT_S:
+    if is_stale(run, now):
         return DEAD
     return CANCELLING if run.get("cancel_requested") else RUNNING
 

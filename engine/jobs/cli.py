@@ -6,14 +6,12 @@ import argparse
 import os
 import socket
 import sys
-from datetime import timedelta
 
 from db.config import ConfigError
-from db.queries import create_run, get_run, list_runs
-from db.queue import DEFAULT_STALE_AFTER_S
 from db.migrate import SchemaError
-from db.session import make_engine, write_tx
-from db.status import QUEUED, RUNNING, transition, utcnow
+from db.queries import get_run, list_runs
+from db.queue import claim_for_resume, create_and_claim
+from db.session import make_engine
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
 
 
@@ -42,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("execute", help=argparse.SUPPRESS)  # a worker's child process: run one claimed run
     p.add_argument("run_id", type=int)
+    p.add_argument("--attempt", type=int, required=True, help="the attempt number of the worker's claim")
     p.set_defaults(func=cmd_execute)
 
     from engine.jobs.queue_cli import add_queue_commands
@@ -62,52 +61,27 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     db = make_engine(args.db)
+    claimant = f"cli:{socket.gethostname()}:{os.getpid()}"
     if args.resume is not None:
         if overrides:
             raise ConfigError(next(iter(overrides)), "cannot be changed when resuming (--resume uses the run's config)")
-        run_id = args.resume
-        _reclaim_for_resume(db, run_id)
+        run = claim_for_resume(db, args.resume, claimant, pid=os.getpid())
     else:
         cfg = config_from_values(overrides)  # validates every field before anything is written
-        run_id = create_run(db, cfg, name=args.name)
-        with write_tx(db) as conn:
-            transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
-    print(f"run {run_id}  (database {db.url.render_as_string(hide_password=True)})", flush=True)
-    return _execute(db, run_id, progress=not args.no_progress)
+        # Claimed like any worker's run, so its heartbeat and final status check the same claim.
+        run = create_and_claim(db, cfg, claimant, name=args.name, pid=os.getpid())
+    print(f"run {run['id']}  (database {db.url.render_as_string(hide_password=True)})", flush=True)
+    return _execute(db, run, progress=not args.no_progress)
 
 
-def _claim_values() -> dict:
-    now = utcnow()
-    return dict(worker_id=f"cli:{socket.gethostname()}:{os.getpid()}", pid=os.getpid(), started_at=now,
-                heartbeat_at=now, attempts=1, cancel_requested=False, error=None)
-
-
-def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
-    with write_tx(db) as conn:
-        run = get_run(conn, run_id)
-        if run is None:
-            raise ConfigError("resume", f"no run with id {run_id}")
-        status = run["status"]
-        if status == "completed":
-            raise ConfigError("resume", f"run {run_id} is already completed")
-        if status == RUNNING:
-            beat = run["heartbeat_at"]
-            if beat is not None and utcnow() - beat < timedelta(seconds=DEFAULT_STALE_AFTER_S):
-                raise ConfigError("resume", f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
-                                            "cancel it first or wait until it is stale")
-        if status != QUEUED:
-            transition(conn, run_id, QUEUED, expect=status)
-        transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
-
-
-def _execute(db, run_id: int, *, progress: bool) -> int:  # noqa: ANN001
+def _execute(db, run: dict, *, progress: bool) -> int:  # noqa: ANN001
     from engine.jobs.progress import ProgressBar
     from engine.jobs.runner import execute_run, run_summary_line
 
-    cfg = get_run(db, run_id)["config"]
+    run_id, cfg = run["id"], run["config"]
     bar = ProgressBar(cfg["batch_size"], cfg["epochs"]) if progress else None
     try:
-        status = execute_run(db, run_id, on_step=bar.update if bar else None,
+        status = execute_run(db, run_id, run["attempts"], on_step=bar.update if bar else None,
                              log=bar.write if bar else lambda m: print(m, flush=True))
     finally:
         if bar:
@@ -120,7 +94,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from engine.jobs.runner import execute_run, run_summary_line
 
     db = make_engine(args.db)
-    status = execute_run(db, args.run_id, log=lambda m: print(m, flush=True))
+    status = execute_run(db, args.run_id, args.attempt, log=lambda m: print(m, flush=True))
     print(run_summary_line(get_run(db, args.run_id)), flush=True)
     return 1 if status == "failed" else 0
 

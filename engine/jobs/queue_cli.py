@@ -1,6 +1,6 @@
-"""`python -m engine submit | worker | cancel`: the queue's command-line side.
+"""`python -m engine submit | worker | cancel | delete`: the queue's command-line side.
 
-`engine/cli.py` owns the parser (and its global `--db URL`); this module adds three subcommands.
+`engine/jobs/cli.py` owns the parser (and its global `--db URL`); this module adds four subcommands.
 Nothing here imports torch: submitting, cancelling and supervising workers stay light.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from db.delete import delete_runs
 from db.queries import list_runs
 from db.queue import NoSuchRun, request_cancel
 from db.sweep import SweepError, enqueue, expand_grid, parse_grid
@@ -47,6 +48,13 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", metavar="SWEEP_ID", help="cancel every queued or running run of this sweep")
     p.set_defaults(func=cmd_cancel)
 
+    p = subparsers.add_parser(
+        "delete", help="delete runs with their metrics, log and checkpoints",
+        description="Delete runs as the dashboard's Delete button does: the row, its metric rows and its run "
+                    "folder. A running run is refused (cancel it first) unless its heartbeat has stopped.")
+    p.add_argument("run_ids", nargs="+", type=int, metavar="RUN_ID")
+    p.set_defaults(func=cmd_delete)
+
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
@@ -54,7 +62,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise SweepError("--retries must be >= 0")
         grid = parse_grid(args.grid)
         # Every combination is validated before the database is even opened.
-        plan = expand_grid(config_overrides(args), grid, build=config_from_values)
+        data_memo: dict = {}  # each data source is looked at once, not once per combination
+        plan = expand_grid(config_overrides(args), grid, build=lambda v: config_from_values(v, data_memo))
         sweep_id, queued = enqueue(make_engine(args.db), plan, sweep=bool(grid), name=args.name,
                                    retries=args.retries)
     except SweepError as e:
@@ -89,3 +98,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             rc = 1
     return rc
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    deleted = delete_runs(make_engine(args.db), args.run_ids)
+    for line in deleted.messages:
+        print(line)
+    return 0 if len(deleted.done) == len(set(args.run_ids)) else 1

@@ -14,17 +14,17 @@ import traceback
 from typing import Any, Callable
 
 import torch
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
-from db.config import RunConfig, run_dir
-from db.models import runs
+from db.config import ConfigError, RunConfig, run_dir
+from db.datasets import check_data
+from db.heartbeat import HEARTBEAT_S
 from db.queries import get_run
+from db.queue import beat_run
 from db.session import write_tx
-from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
+from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition
 from engine.simclr.metrics_log import NonFiniteLoss
 from engine.simclr.trainer import RunCancelled, RunContext, train
-
-HEARTBEAT_S = float(os.environ.get("SIMCLR_HEARTBEAT_S", "5"))
 
 
 class Heartbeat(threading.Thread):
@@ -34,24 +34,22 @@ class Heartbeat(threading.Thread):
     heartbeat. It only sets an Event; the loop stops itself at the next step boundary.
     """
 
-    def __init__(self, db: Engine, run_id: int, claim: str | None, cancel: threading.Event,
+    def __init__(self, db: Engine, run_id: int, worker_id: str, attempt: int, cancel: threading.Event,
                  interval_s: float | None = None):
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
-        self.db, self.run_id, self.claim, self.cancel = db, run_id, claim, cancel
+        self.db, self.run_id, self.worker_id, self.attempt, self.cancel = db, run_id, worker_id, attempt, cancel
         self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
         self.lost = False
         self._stop = threading.Event()
 
     def beat(self) -> None:
-        mine = (runs.c.id == self.run_id) & (runs.c.status == RUNNING) & (runs.c.worker_id == self.claim)
-        with write_tx(self.db) as conn:
-            if conn.execute(update(runs).where(mine).values(heartbeat_at=utcnow())).rowcount == 0:
-                # Requeued after a missed heartbeat, claimed by someone else, or deleted:
-                # this process no longer owns the run and must stop writing to it.
-                self.lost = True
-                self.cancel.set()
-            elif conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
-                self.cancel.set()
+        state = beat_run(self.db, self.run_id, self.worker_id, self.attempt)
+        if state == "lost":
+            # Requeued after a missed heartbeat, claimed again (by anyone, this worker included), or
+            # deleted: this process no longer owns the run and must stop writing to it.
+            self.lost = True
+        if state != "ours":
+            self.cancel.set()
 
     def run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -75,25 +73,35 @@ def failure_message(exc: BaseException, cfg: RunConfig) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
 
 
-def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float], None] | None = None,
-                log: Callable[[str], None] = print) -> str:
-    """Train run `run_id` (already claimed: status running) to completion; returns its final status."""
+def execute_run(db: Engine, run_id: int, attempt: int, *,
+                on_step: Callable[[int, int, float], None] | None = None, log: Callable[[str], None] = print) -> str:
+    """Train attempt `attempt` of run `run_id` (claimed already, by db.queue.claim_next) to its end;
+    returns its final status."""
     run = get_run(db, run_id)
     if run is None:
         raise LookupError(f"no run with id {run_id}")
     if run["status"] != RUNNING:
         raise RuntimeError(f"run {run_id} is {run['status']}, not running: claim it first")
+    if run["attempts"] != attempt:
+        raise RuntimeError(f"run {run_id} is at attempt {run['attempts']}, not {attempt}: "
+                           "this process's claim was taken over")
     cfg = RunConfig.from_dict(run["config"])
     if os.environ.get("SIMCLR_NUM_THREADS"):
         torch.set_num_threads(max(1, int(os.environ["SIMCLR_NUM_THREADS"])))
 
     ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step, log=log)
-    heartbeat = Heartbeat(db, run_id, run["worker_id"], ctx.cancel)
+    heartbeat = Heartbeat(db, run_id, run["worker_id"], attempt, ctx.cancel)
     heartbeat.beat()
     heartbeat.start()
     try:
+        problems = check_data(cfg)  # the data may have gone, or never been on this machine
+        if problems:
+            raise problems[0]
         summary = train(cfg, ctx)
         status, values = COMPLETED, {k: v for k, v in summary.items() if v is not None}
+    except ConfigError as e:
+        status, values = FAILED, {"error": str(e)}
+        log(f"run {run_id} cannot start: {e}")
     except (RunCancelled, KeyboardInterrupt) as e:
         why = "interrupted from the keyboard" if isinstance(e, KeyboardInterrupt) else "cancelled by request"
         status, values = CANCELLED, {"error": why}
@@ -107,7 +115,8 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
     if heartbeat.lost:
         log(f"run {run_id} is no longer this process's (requeued or claimed elsewhere); leaving it as it is")
     with write_tx(db) as conn:
-        if not transition(conn, run_id, status, expect=RUNNING, claimed_by=run["worker_id"], **values):
+        if not transition(conn, run_id, status, expect=RUNNING, claimed_by=run["worker_id"], attempt=attempt,
+                          **values):
             now = get_run(conn, run_id)
             log(f"run {run_id} was moved to {now['status'] if now else 'deleted'} by someone else meanwhile")
             return now["status"] if now else status

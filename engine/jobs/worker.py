@@ -41,22 +41,23 @@ from sqlalchemy.exc import DBAPIError
 
 from db import queue
 from db.config import PROJECT_ROOT, run_dir
-from db.queue import DEFAULT_STALE_AFTER_S, Outcome
+from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
+from db.queue import Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
 
-HEARTBEAT_S = 5.0
 # A run asked to cancel stops at its next step boundary on its own; this is the backstop for one
 # that does not (stuck in a long evaluation, hung): after this long it is killed and ends cancelled.
 CANCEL_GRACE_S = 60.0
 
-CommandFn = Callable[[int], list[str]]
+CommandFn = Callable[[int, int], list[str]]  # (run id, attempt) -> argv
 
 
-def execute_command(run_id: int) -> list[str]:
-    """The real per-run command. The database URL travels in SIMCLR_DB (not argv: `ps` shows argv,
-    and a PostgreSQL URL may carry a password)."""
-    return [sys.executable, "-m", "engine", "execute", str(run_id)]
+def execute_command(run_id: int, attempt: int) -> list[str]:
+    """The real per-run command. The attempt travels along so that the run's own heartbeat checks the
+    claim (worker, attempt) as the worker does. The database URL travels in SIMCLR_DB (not argv:
+    `ps` shows argv, and a PostgreSQL URL may carry a password)."""
+    return [sys.executable, "-m", "engine", "execute", str(run_id), "--attempt", str(attempt)]
 
 
 # ----------------------------------------------------------------------------------- slots/devices
@@ -183,10 +184,11 @@ def _kill_group(pid: int) -> None:
 
 # ------------------------------------------------------------------------------------------ worker
 class Worker:
-    def __init__(self, db_url: str | None = None, *, slots: list[Slot], stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    def __init__(self, db_url: str | None = None, *, slots: list[Slot], stale_after_s: float = STALE_AFTER_S,
                  poll_s: float = 1.0, heartbeat_s: float = HEARTBEAT_S, cancel_grace_s: float = CANCEL_GRACE_S,
                  exit_when_idle: bool = False, command: CommandFn = execute_command,
                  log: Callable[[str], None] | None = None):
+        check_stale_after(stale_after_s)  # before anything starts: a bad limit must not touch the queue
         self.url = db_url or default_url()
         self.engine = make_engine(self.url)  # refuses an outdated schema with the `db upgrade` hint
         self.slots = slots
@@ -204,7 +206,7 @@ class Worker:
     # ---------------------------------------------------------------- public
     def run(self) -> int:
         queue.register_worker(self.engine, self.id, hostname=self.hostname, pid=os.getpid(), slots=len(self.slots),
-                              devices=",".join(s.device for s in self.slots))
+                              devices=",".join(s.device for s in self.slots), stale_after_s=self.stale_after_s)
         self.log(f"worker {self.id}: {len(self.slots)} slot(s) on {', '.join(s.device for s in self.slots)}, "
                  f"database {self.engine.url.render_as_string(hide_password=True)}")
         restore = self._install_signal_handlers()
@@ -314,7 +316,7 @@ class Worker:
             log_file.write(f"\n=== attempt {attempt} of run {run_id} on worker {self.id}, device {slot.device}, "
                            f"{utcnow():%Y-%m-%d %H:%M:%S} UTC ===\n".encode())
             log_file.flush()
-            proc = subprocess.Popen(self.command(run_id), stdin=subprocess.DEVNULL, stdout=log_file,
+            proc = subprocess.Popen(self.command(run_id, attempt), stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                     preexec_fn=self._die_with_parent)
         except OSError as e:  # full disk, unwritable runs folder, missing interpreter: this run's problem only
@@ -416,9 +418,9 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default=None,
                         help="comma-separated cpu, cuda or cuda:N, slots assigned round-robin "
                              "(default: every visible GPU, else cpu)")
-    parser.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
+    parser.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
                         help="requeue a running run (any worker's) whose heartbeat is older than S seconds "
-                             f"(default {DEFAULT_STALE_AFTER_S:g})")
+                             f"(default {STALE_AFTER_S:g}; at least a few heartbeats of {HEARTBEAT_S:g} s)")
     parser.add_argument("--poll", type=float, default=1.0, metavar="S",
                         help="seconds between looks at the queue (default 1)")
     parser.add_argument("--exit-when-idle", "--once", dest="exit_when_idle", action="store_true",
@@ -431,7 +433,6 @@ def worker_from_args(args: argparse.Namespace, *, command: CommandFn = execute_c
     wants_gpu = args.devices is None or "cuda" in args.devices
     slots = plan_slots(args.devices, args.slots, visible_gpus() if wants_gpu else [], threads=threads)
     return Worker(args.db, slots=slots, stale_after_s=args.stale_after, poll_s=args.poll,
-                  heartbeat_s=min(HEARTBEAT_S, max(0.5, args.stale_after / 4)),
                   exit_when_idle=args.exit_when_idle, command=command, log=log)
 
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 
 from db.config import RunConfig
-from db.models import runs
-from db.queries import delete_metrics_after, update_run
+from db.queries import delete_metrics_after, record_start, update_run
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
@@ -114,9 +113,8 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
                 f"(dropped {dropped} metric rows written after it)")
 
-    # The worker's slot label (e.g. the physical GPU) wins over this process's view of it.
-    update_run(ctx.db, ctx.run_id, total_steps=total_steps, device=func.coalesce(runs.c.device, str(device)),
-               subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
+    record_start(ctx.db, ctx.run_id, total_steps=total_steps, device=str(device),
+                 subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
     logger = MetricLogger(ctx.db, ctx.run_id)
     summary: dict[str, Any] = {}
     knn_acc = None

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from db import queue
-from db.config import RunConfig
+from db.config import ConfigError, RunConfig
 from db.queries import create_runs, get_run, update_run
 from db.session import make_engine, write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, transition, utcnow
@@ -229,6 +229,31 @@ def test_worker_registry_and_heartbeat(engine, make_runs) -> None:
     assert [w["id"] for w in queue.live_workers(engine)] == ["host:1:0"]
     queue.worker_stopped(engine, "host:1:0")
     assert queue.live_workers(engine) == []
+
+
+def test_a_runs_own_heartbeat_checks_worker_and_attempt(engine, make_runs) -> None:
+    (a,) = make_runs()
+    queue.claim_next(engine, "w", "cpu")  # attempt 1
+    assert queue.beat_run(engine, a, "w", 1) == "ours"
+    queue.request_cancel(engine, a)
+    assert queue.beat_run(engine, a, "w", 1) == "cancel"
+    assert queue.beat_run(engine, a, "other", 1) == "lost"
+    make_stale(engine, a)
+    update_run(engine, a, cancel_requested=False)
+    queue.recover_stale(engine, 60)  # requeued; the same worker claims it again: attempt 2
+    assert queue.claim_next(engine, "w", "cpu")["attempts"] == 2
+    assert queue.beat_run(engine, a, "w", 1) == "lost"  # the first attempt's process must stop
+    assert queue.beat_run(engine, a, "w", 2) == "ours"
+
+
+def test_train_and_resume_claim_through_the_same_statement(engine, tiny_cfg: RunConfig) -> None:
+    run = queue.create_and_claim(engine, tiny_cfg, "cli:h:1", pid=1)
+    assert (run["status"], run["worker_id"], run["attempts"], run["pid"]) == (RUNNING, "cli:h:1", 1, 1)
+    with pytest.raises(ConfigError, match="is running"):
+        queue.claim_for_resume(engine, run["id"], "cli:h:2")  # fresh heartbeat: not stale
+    make_stale(engine, run["id"])
+    again = queue.claim_for_resume(engine, run["id"], "cli:h:2")
+    assert (again["worker_id"], again["attempts"]) == ("cli:h:2", 2)
 
 
 def test_heartbeat_does_not_revive_a_run_another_worker_holds(engine, make_runs) -> None:

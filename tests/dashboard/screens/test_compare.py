@@ -11,7 +11,7 @@ from dashboard import results
 from db.queries import get_run
 from tests.dashboard.dash_helpers import add_metrics, add_run
 
-# Two cells of the seed experiment's table (DESIGN.md) and a spread over three seeds around them:
+# Two cells of the seed experiment's table (docs/design.md) and a spread over three seeds around them:
 # mean exactly the seed's number, sample std exactly the spread.
 SEED_CELLS = {(300, 64): (0.629, 0.7103), (1500, 256): (0.3936, 0.8362)}
 SPREAD = 0.01

@@ -75,6 +75,20 @@ def test_errors_are_listed_together(app, db: Engine) -> None:
     assert "must be > 0" in errors and "at least one batch" in errors
 
 
+def test_a_data_set_absent_offline_is_refused_in_the_form(app, db: Engine, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMCLR_OFFLINE", "1")
+    monkeypatch.setenv("SIMCLR_DATA_ROOTS", str(tmp_path))
+    at = app()
+    at.selectbox(key="lf_dataset").set_value("cifar10").run()
+    _set(at, data_dir=str(tmp_path), batch_size="64", subset_size="300")
+    errors = _field_errors(at)
+    assert "cannot be downloaded" in errors and f"put cifar-10-python.tar.gz into {tmp_path}/" in errors
+    assert not errors.startswith("dataset: ")  # shown under its field, without a "field: " prefix
+    _launch(at)
+    assert list_runs(db) == []
+
+
 def test_unknown_and_disallowed_folders(app, db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "data"
     (root / "set" / "train" / "a").mkdir(parents=True)

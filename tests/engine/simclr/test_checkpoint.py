@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import checkpoint
+from engine.simclr import checkpoint
 from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 
 

@@ -10,6 +10,7 @@ import torch
 from db.config import RunConfig, run_dir
 from db.queries import count_metrics, create_run, get_run, metric_rows
 from db.session import make_engine, write_tx
+from db.queue import claim_next, create_and_claim
 from db.status import RUNNING, transition
 from engine.simclr.checkpoint import load_checkpoint
 from engine.simclr.loss import nt_xent
@@ -19,17 +20,15 @@ from tests.conftest import tiny_config
 
 
 def claimed_run(db, cfg: RunConfig) -> int:  # noqa: ANN001
-    run_id = create_run(db, cfg)
-    with write_tx(db) as conn:
-        transition(conn, run_id, RUNNING, worker_id="test")
-    return run_id
+    """A new run claimed by worker "test": its attempt 1."""
+    return create_and_claim(db, cfg, "test")["id"]
 
 
 def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> None:
     db = make_engine(sqlite_url)
     cfg = tiny_config(epochs=2)
     run_id = claimed_run(db, cfg)
-    assert execute_run(db, run_id, log=lambda m: None) == "completed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "completed"
 
     run = get_run(db, run_id)
     steps = 2 * (64 // 32)
@@ -101,7 +100,7 @@ def test_cancel_request_in_the_database_ends_the_run_cancelled(sqlite_url: str) 
     from db.queue import request_cancel
 
     request_cancel(db, run_id)  # running: sets the flag; the first heartbeat sees it
-    assert execute_run(db, run_id, log=lambda m: None) == "cancelled"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "cancelled"
     run = get_run(db, run_id)
     assert run["status"] == "cancelled" and run["step"] < 50 * 2
 
@@ -119,7 +118,7 @@ def test_nan_loss_fails_with_a_clear_message(sqlite_url: str, monkeypatch: pytes
     monkeypatch.setattr(trainer, "nt_xent", diverging)
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config(epochs=3))
-    assert execute_run(db, run_id, log=lambda m: None) == "failed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "failed"
     error = get_run(db, run_id)["error"]
     assert error == "train/loss became NaN at epoch 2 step 3; try a lower learning rate"
 
@@ -134,7 +133,7 @@ def test_any_other_exception_fails_the_run_with_one_line(sqlite_url: str, monkey
     monkeypatch.setattr(trainer, "load_dataset", broken)
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config())
-    assert execute_run(db, run_id, log=lambda m: None) == "failed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "failed"
     assert get_run(db, run_id)["error"] == "ValueError: disk on fire"
     assert "Traceback" in capsys.readouterr().err
 
@@ -150,17 +149,20 @@ def test_a_run_must_be_claimed_first(sqlite_url: str) -> None:
     db = make_engine(sqlite_url)
     run_id = create_run(db, tiny_config())
     with pytest.raises(RuntimeError, match="is queued, not running"):
-        execute_run(db, run_id)
+        execute_run(db, run_id, 1)
 
 
 def test_reference_backend_trains(sqlite_url: str) -> None:
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config(augment_backend="reference"))
-    assert execute_run(db, run_id, log=lambda m: None) == "completed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "completed"
 
 
-def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A process whose run was requeued and claimed elsewhere stops and does not touch its status."""
+@pytest.mark.parametrize("new_claimant", ["other-worker", "test"])
+def test_a_run_taken_over_by_another_claim_is_left_alone(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                         new_claimant: str) -> None:
+    """A process whose run was requeued and claimed again stops and does not touch its status: by
+    another worker, or by its own worker as a new attempt (the claim is worker and attempt)."""
     import engine.jobs.runner as runner
     from db.status import QUEUED
 
@@ -172,8 +174,19 @@ def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monke
         if step == 2:  # a stale-run sweep requeues it; another worker claims it
             with write_tx(db) as conn:
                 transition(conn, run_id, QUEUED, expect=RUNNING)
-                transition(conn, run_id, RUNNING, expect=QUEUED, worker_id="other-worker")
+            claim_next(db, new_claimant, None, run_id=run_id)
 
-    assert execute_run(db, run_id, on_step=take_over, log=lambda m: None) == "running"
+    assert execute_run(db, run_id, 1, on_step=take_over, log=lambda m: None) == "running"
     run = get_run(db, run_id)
-    assert run["status"] == "running" and run["worker_id"] == "other-worker" and run["step"] < 400
+    assert run["status"] == "running" and run["worker_id"] == new_claimant and run["step"] < 400
+    assert run["attempts"] == 2
+
+
+def test_a_run_whose_data_is_gone_fails_before_training_naming_it(sqlite_url: str, tmp_path: Path) -> None:
+    """The run's process checks the data as the form and the CLI did (it may have been removed since,
+    or never been on this worker's machine) and fails with that message, not a traceback."""
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, RunConfig(dataset="imagefolder", data_dir=str(tmp_path / "gone"), batch_size=2))
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "failed"
+    error = get_run(db, run_id)["error"]
+    assert error.startswith("data_dir: ") and str(tmp_path / "gone" / "train") in error
