@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.dashboard.dash_helpers import texts
-from db.config import config_fields
+from db.config import PROJECT_ROOT, config_fields
 from db.queries import list_runs
 
 
@@ -183,7 +183,7 @@ def test_augmentation_preview_draws_two_views_per_image(app, db: Engine) -> None
 
 
 def test_procfile_runs_web_without_local_worker_and_a_worker() -> None:
-    lines = dict(line.split(": ", 1) for line in (Path(__file__).parents[2] / "Procfile").read_text().splitlines() if line)
+    lines = dict(line.split(": ", 1) for line in (PROJECT_ROOT / "Procfile").read_text().splitlines() if line)
     assert "SIMCLR_NO_LOCAL_WORKER=1" in lines["web"] and "streamlit run dashboard/app.py" in lines["web"]
     assert "--server.address ${SIMCLR_ADDRESS:-localhost}" in lines["web"] and "--server.fileWatcherType none" in lines["web"]
     assert lines["worker"] == "python -m engine worker"
