@@ -15,9 +15,17 @@ from typing import Any, Mapping
 
 # Seconds between heartbeats. SIMCLR_HEARTBEAT_S lets tests (and impatient operators) beat faster;
 # it is read once, so a worker and the run processes it starts (they inherit its environment) agree.
-HEARTBEAT_S = float(os.environ.get("SIMCLR_HEARTBEAT_S") or 5.0)
-if not (math.isfinite(HEARTBEAT_S) and HEARTBEAT_S > 0):
-    raise ValueError(f"SIMCLR_HEARTBEAT_S must be a number of seconds > 0; got {HEARTBEAT_S}")
+def _heartbeat_s(text: str | None) -> float:
+    try:
+        seconds = float(text or 5.0)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"SIMCLR_HEARTBEAT_S must be a number of seconds > 0; got {text!r}")
+    return seconds
+
+
+HEARTBEAT_S = _heartbeat_s(os.environ.get("SIMCLR_HEARTBEAT_S"))
 
 # A running run (or a worker) silent for this long is lost: its runs are requeued or failed.
 STALE_AFTER_S = 60.0

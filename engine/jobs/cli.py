@@ -1,4 +1,4 @@
-"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel: queue_cli)."""
+"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel, delete: queue_cli)."""
 
 from __future__ import annotations
 
