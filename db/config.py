@@ -25,6 +25,7 @@ STEMS = ("cifar", "imagenet")
 OPTIMIZERS = ("lars", "adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENT_BACKENDS = ("batched", "reference")
+SYNC_BATCHNORM = ("auto", "on", "off")
 
 # Images per split, for validating subset and batch sizes before anything is loaded.
 # (pretraining split, labelled train split, test split)
@@ -95,6 +96,12 @@ class RunConfig:
     seed: int = field(default=0, metadata=_opt("random seed (subset, initialisation, augmentation)",
                                                min=0, max=2**31 - 1))
     device: str = field(default="auto", metadata=_opt("auto (CUDA when present, else CPU), cpu, cuda, cuda:N"))
+    devices: int = field(default=1, metadata=_opt(
+        "processes per run, one per GPU (data-parallel, launched with torchrun; on the CPU: gloo "
+        "processes); batch_size stays the global batch and is split evenly over them", min=1, max=64))
+    sync_batchnorm: str = field(default="auto", metadata=_opt(
+        "BatchNorm statistics over the global batch when devices > 1 (auto: on with GPUs; torch's "
+        "SyncBatchNorm needs GPUs, so CPU processes normalise per process)", choices=SYNC_BATCHNORM))
     precision: str = field(default="auto", metadata=_opt(
         "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS))
     eval_every: int = field(default=5, metadata=_opt(
@@ -255,6 +262,8 @@ def _validate(cfg: RunConfig) -> None:
     dev = cfg.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+    if cfg.devices > 1:
+        _validate_data_parallel(cfg)
     if cfg.warmup_epochs is not None and cfg.warmup_epochs > cfg.epochs:
         raise ConfigError("warmup_epochs", f"must be <= epochs ({cfg.epochs}); got {cfg.warmup_epochs}")
     if cfg.dataset == "imagefolder" and not cfg.data_dir:
@@ -270,6 +279,18 @@ def _validate(cfg: RunConfig) -> None:
                                              f"got {cfg.subset_size}")
     elif total is not None and total < cfg.batch_size:
         raise ConfigError("batch_size", f"must be <= {total}, the images in {cfg.dataset}; got {cfg.batch_size}")
+
+
+def _validate_data_parallel(cfg: RunConfig) -> None:
+    if cfg.batch_size % cfg.devices:
+        raise ConfigError("batch_size", f"must be a multiple of devices ({cfg.devices}): it is the global batch, "
+                                        f"split evenly over the processes; got {cfg.batch_size}")
+    if cfg.device not in ("auto", "cuda", "cpu"):
+        raise ConfigError("device", f"must be auto, cuda or cpu when devices > 1 (each process takes its own "
+                                    f"GPU; the executor picks which); got {cfg.device!r}")
+    if cfg.device == "cpu" and cfg.sync_batchnorm == "on":
+        raise ConfigError("sync_batchnorm", "on needs GPUs (torch's SyncBatchNorm has no CPU version); "
+                                            "use auto or off with device=cpu")
 
 
 def runs_root() -> Path:

@@ -57,9 +57,13 @@ def has_queued(engine: Engine) -> bool:
 
 
 def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: int | None = None,
-               pid: int | None = None) -> dict[str, Any] | None:
+               pid: int | None = None, max_devices: int | None = None) -> dict[str, Any] | None:
     """Take the oldest queued run (or run `run_id`, if it is queued) for `worker_id` on `device`;
     returns its row, or None if there is none to take.
+
+    `max_devices`: take only a run whose config asks for at most that many devices (the free GPUs
+    of a worker); None for any. A run that does not fit waits for one that has room, and smaller
+    runs behind it go first.
 
     Every start of a run goes through the one claim statement below (`_claim`): a worker's slot
     here, `train` in the foreground and the benchmarks through `create_and_claim`, `train --resume`
@@ -67,11 +71,11 @@ def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: in
     attempt) is what the run's process and its worker check before they write.
     """
     with write_tx(engine) as conn:
-        return _claim(conn, worker_id, device, run_id=run_id, pid=pid)
+        return _claim(conn, worker_id, device, run_id=run_id, pid=pid, max_devices=max_devices)
 
 
 def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int | None,
-           pid: int | None) -> dict[str, Any] | None:
+           pid: int | None, max_devices: int | None = None) -> dict[str, Any] | None:
     """The claim statement. One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
     with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
@@ -85,6 +89,8 @@ def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int 
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
     if run_id is not None:
         pick = pick.where(runs.c.id == run_id)
+    if max_devices is not None:  # configs from before the `devices` field have none: one device
+        pick = pick.where(func.coalesce(runs.c.config["devices"].as_integer(), 1) <= max_devices)
     if conn.dialect.name != "sqlite":
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
@@ -136,11 +142,14 @@ def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | 
         return claimed
 
 
-def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str) -> None:
-    """Note the run's process and log file; only while the run is still this worker's."""
+def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str,
+                   device: str | None = None) -> None:
+    """Note the run's process, log file and (when it differs from the claim's) devices; only while
+    the run is still this worker's."""
+    values: dict[str, Any] = dict(pid=pid, log_path=log_path, **({"device": device} if device else {}))
     with write_tx(engine) as conn:
         conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
-                                        runs.c.status == RUNNING).values(pid=pid, log_path=log_path))
+                                        runs.c.status == RUNNING).values(**values))
 
 
 # ----------------------------------------------------------------------- requeue / fail / recover

@@ -11,7 +11,8 @@ from db.config import ConfigError
 from db.migrate import SchemaError
 from db.queries import get_run, list_runs
 from db.queue import claim_for_resume, create_and_claim
-from db.session import make_engine
+from db.session import make_engine, write_tx
+from db.status import FAILED, RUNNING, transition
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
 
 
@@ -79,6 +80,8 @@ def _execute(db, run: dict, *, progress: bool) -> int:  # noqa: ANN001
     from engine.jobs.runner import execute_run, run_summary_line
 
     run_id, cfg = run["id"], run["config"]
+    if cfg.get("devices", 1) > 1:
+        return _execute_processes(db, run_id, run["attempts"], cfg["devices"])
     bar = ProgressBar(cfg["batch_size"], cfg["epochs"]) if progress else None
     try:
         status = execute_run(db, run_id, run["attempts"], on_step=bar.update if bar else None,
@@ -90,12 +93,41 @@ def _execute(db, run: dict, *, progress: bool) -> int:  # noqa: ANN001
     return 1 if status == "failed" else 0
 
 
+def _execute_processes(db, run_id: int, attempt: int, devices: int) -> int:  # noqa: ANN001
+    """A run with devices > 1 in the foreground: torchrun starts its processes (their lines, no bar)."""
+    import subprocess
+
+    from db.queue import describe_exit
+    from engine.jobs.launch import execute_command, process_env
+    from engine.jobs.runner import run_summary_line
+
+    # The machine's cores split between the processes (torchrun would otherwise give each one thread).
+    threads = os.environ.get("SIMCLR_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // devices))
+    env = {**os.environ, **process_env(db.url.render_as_string(hide_password=False)),
+           "SIMCLR_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+    proc = subprocess.Popen(execute_command(run_id, attempt, devices), env=env)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached torchrun too: it stops the processes, the run ends cancelled
+        proc.wait()
+    with write_tx(db) as conn:  # killed, or a process died before recording an outcome: say so
+        unrecorded = transition(conn, run_id, FAILED, expect=RUNNING, attempt=attempt,
+                                error=describe_exit(proc.returncode))
+    run = get_run(db, run_id)
+    if unrecorded:  # else process 0 has printed the summary
+        print(run_summary_line(run), flush=True)
+    return 0 if run["status"] in ("completed", "cancelled") else 1
+
+
 def cmd_execute(args: argparse.Namespace) -> int:
     from engine.jobs.runner import execute_run, run_summary_line
 
+    from engine.simclr.distributed import env_rank
+
     db = make_engine(args.db)
     status = execute_run(db, args.run_id, args.attempt, log=lambda m: print(m, flush=True))
-    print(run_summary_line(get_run(db, args.run_id)), flush=True)
+    if env_rank() == 0:  # one summary per run, not per process
+        print(run_summary_line(get_run(db, args.run_id)), flush=True)
     return 1 if status == "failed" else 0
 
 

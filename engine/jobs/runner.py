@@ -3,6 +3,11 @@
 Used by `python -m engine train` (in the foreground) and by the worker's child processes
 (`python -m engine execute RUN_ID`). Whatever happens, the run leaves `running`: completed,
 cancelled, or failed with a one-line error (the full traceback goes to stderr, i.e. the log).
+
+A run with `devices` > 1 runs this in each of its processes (torchrun starts them): process 0
+heartbeats and records the outcome; the others train and report nothing. If another process
+fails, process 0 exits without recording one: the executor then sees the attempt fail, as for a
+crash, and requeues it (retries permitting) to resume from the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from db.queries import get_run
 from db.queue import beat_run
 from db.session import write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition
+from engine.simclr import distributed
 from engine.simclr.metrics_log import NonFiniteLoss
-from engine.simclr.trainer import RunCancelled, RunContext, train
+from engine.simclr.trainer import RunCancelled, RunContext, resolve_device, train
 
 
 class Heartbeat(threading.Thread):
@@ -89,14 +95,23 @@ def execute_run(db: Engine, run_id: int, attempt: int, *,
     if os.environ.get("SIMCLR_NUM_THREADS"):
         torch.set_num_threads(max(1, int(os.environ["SIMCLR_NUM_THREADS"])))
 
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step, log=log)
+    main = distributed.env_rank() == 0  # the run's only process, or process 0 of several
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step if main else None,
+                     log=log if main else _quiet)
     heartbeat = Heartbeat(db, run_id, run["worker_id"], attempt, ctx.cancel)
-    heartbeat.beat()
-    heartbeat.start()
+    if main:
+        heartbeat.beat()
+        heartbeat.start()
     try:
-        problems = check_data(cfg)  # the data may have gone, or never been on this machine
+        # The data may have gone, or never been on this machine. Every process checks before any
+        # joins the others, so all of them stop here alike.
+        problems = check_data(cfg)
         if problems:
             raise problems[0]
+        if cfg.devices > 1 or distributed.launched():
+            ctx.dp = dp = distributed.join(cfg, resolve_device(cfg.device))
+            ctx.log(f"data-parallel: {dp.world} processes on {dp.device.type}, {cfg.batch_size // dp.world} "
+                    f"images each per step, BatchNorm {'synchronised' if dp.sync_batchnorm else 'per process'}")
         summary = train(cfg, ctx)
         status, values = COMPLETED, {k: v for k, v in summary.items() if v is not None}
     except ConfigError as e:
@@ -108,10 +123,19 @@ def execute_run(db: Engine, run_id: int, attempt: int, *,
         log(f"run {run_id} {why}; its last checkpoint is kept")
     except BaseException as e:  # noqa: BLE001 — every failure must leave a true status behind
         traceback.print_exc()
+        if ctx.dp and isinstance(e, torch.distributed.DistError):
+            # Another process of the run died (its traceback, if any, is in the same log). Not
+            # this run's verdict: exit without one, so the executor requeues it like a crash.
+            log(f"run {run_id}: another process of the run failed ({failure_message(e, cfg)}); "
+                "leaving the outcome to the executor")
+            raise
         status, values = FAILED, {"error": failure_message(e, cfg)}
         log(f"run {run_id} failed: {values['error']}")
     finally:
         heartbeat.stop()
+        distributed.leave()
+    if not main and status != FAILED:
+        return status  # process 0 records the outcome (any process may record its own failure)
     if heartbeat.lost:
         log(f"run {run_id} is no longer this process's (requeued or claimed elsewhere); leaving it as it is")
     with write_tx(db) as conn:
@@ -121,6 +145,10 @@ def execute_run(db: Engine, run_id: int, attempt: int, *,
             log(f"run {run_id} was moved to {now['status'] if now else 'deleted'} by someone else meanwhile")
             return now["status"] if now else status
     return status
+
+
+def _quiet(message: str) -> None:
+    """The log of processes other than 0: process 0 speaks for the run."""
 
 
 def run_summary_line(run: dict[str, Any]) -> str:

@@ -2,6 +2,9 @@
 
     python -m engine worker [--slots N] [--devices cuda:0,cuda:1|cpu] [--db URL] [--stale-after S]
 
+A run with `devices` > 1 takes a free slot on each of that many different GPUs (or one CPU slot,
+whose cores its processes share) and is started by torchrun, one process per device.
+
 Why a process per run: a crash, a segfault or an out-of-memory kill ends that run only, and the
 GPU memory it held is returned to the driver when the process exits. The worker itself imports
 neither torch nor CUDA, so it is small, starts at once, and never holds GPU memory.
@@ -40,24 +43,19 @@ from typing import IO, Callable
 from sqlalchemy.exc import DBAPIError
 
 from db import queue
-from db.config import PROJECT_ROOT, run_dir
+from db.config import run_dir
 from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
 from db.queue import Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
+from engine.jobs.launch import execute_command, process_env, with_processes
 
 # A run asked to cancel stops at its next step boundary on its own; this is the backstop for one
 # that does not (stuck in a long evaluation, hung): after this long it is killed and ends cancelled.
 CANCEL_GRACE_S = 60.0
 
-CommandFn = Callable[[int, int], list[str]]  # (run id, attempt) -> argv
-
-
-def execute_command(run_id: int, attempt: int) -> list[str]:
-    """The real per-run command. The attempt travels along so that the run's own heartbeat checks the
-    claim (worker, attempt) as the worker does. The database URL travels in SIMCLR_DB (not argv:
-    `ps` shows argv, and a PostgreSQL URL may carry a password)."""
-    return [sys.executable, "-m", "engine", "execute", str(run_id), "--attempt", str(attempt)]
+# (run id, attempt) -> the command for one process (torchrun wraps it for several)
+CommandFn = Callable[[int, int], list[str]]
 
 
 # ----------------------------------------------------------------------------------- slots/devices
@@ -77,7 +75,40 @@ class Slot:
     index: int
     device: str  # "cpu" or "cuda:N" (N in the worker's own view: the N-th visible GPU)
     env: dict[str, str] = field(default_factory=dict)
-    job: Job | None = None
+    job: Job | None = None  # a run with devices > 1 on GPUs holds one slot on each of its GPUs
+
+
+def slots_for(devices: int, free: list[Slot]) -> list[Slot] | None:
+    """The free slots a run with `devices` processes takes, or None when they are not free now.
+
+    On GPUs: one free slot on each of `devices` different GPUs (two processes of a run must not
+    share one). A CPU slot takes a run of any size: its processes share the slot's cores.
+    """
+    if devices == 1:
+        return free[:1] or None
+    first_per_gpu: dict[str, Slot] = {}
+    for s in free:
+        if s.device != "cpu":
+            first_per_gpu.setdefault(s.device, s)
+    if len(first_per_gpu) >= devices:
+        return list(first_per_gpu.values())[:devices]
+    return next(([s] for s in free if s.device == "cpu"), None)
+
+
+def max_devices(free: list[Slot]) -> int | None:
+    """The largest run (in devices) that fits the free slots now; None: any (a CPU slot is free)."""
+    if any(s.device == "cpu" for s in free):
+        return None
+    return len({s.device for s in free})
+
+
+def launch_env(slots: list[Slot], processes: int) -> dict[str, str]:
+    """The environment of a run's processes: the GPUs of its slots, their cores split between them."""
+    gpus = [s.env["CUDA_VISIBLE_DEVICES"] for s in slots]
+    threads = str(max(1, sum(int(s.env["SIMCLR_NUM_THREADS"]) for s in slots) // processes))
+    # OMP_NUM_THREADS too: torchrun would otherwise set it to 1 (and say so in the log).
+    return {"CUDA_VISIBLE_DEVICES": ",".join(gpus) if slots[0].device != "cpu" else "",
+            "SIMCLR_NUM_THREADS": threads, **({"OMP_NUM_THREADS": threads} if processes > 1 else {})}
 
 
 def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
@@ -243,7 +274,7 @@ class Worker:
 
     @property
     def jobs(self) -> list[Job]:
-        return [s.job for s in self.slots if s.job is not None]
+        return list({id(s.job): s.job for s in self.slots if s.job is not None}.values())
 
     def log(self, message: str) -> None:
         self._log(f"{utcnow():%Y-%m-%d %H:%M:%S} {message}")
@@ -293,30 +324,33 @@ class Worker:
         return self.exit_when_idle and not queue.has_queued(self.engine) and queue.running_count(self.engine) == 0
 
     def _fill_slots(self) -> None:
-        for slot in self.slots:
-            if slot.job is not None:
-                continue
-            if not queue.has_queued(self.engine):
+        while True:
+            free = [s for s in self.slots if s.job is None]
+            if not free or not queue.has_queued(self.engine):
                 return
-            run = queue.claim_next(self.engine, self.id, slot.device)
+            run = queue.claim_next(self.engine, self.id, free[0].device, max_devices=max_devices(free))
             if run is None:
                 return
-            self._spawn(slot, run)
+            devices = int(run["config"].get("devices", 1))
+            slots = slots_for(devices, free)
+            assert slots is not None, "claim_next took a run larger than max_devices"
+            self._spawn(slots, run, devices)
 
-    def _spawn(self, slot: Slot, run: dict) -> None:
+    def _spawn(self, slots: list[Slot], run: dict, devices: int = 1) -> None:
         run_id, attempt = run["id"], run["attempts"]
         log_path = run_dir(run_id) / "log.txt"
-        env = {**os.environ, **slot.env, "SIMCLR_DB": self.url, "PYTHONUNBUFFERED": "1",
-               # `-m engine` must import from this checkout whatever the worker's cwd is.
-               "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        # "cuda:0", "cuda:0,cuda:1" (one process per GPU), or "cpu x2" (processes sharing a CPU slot)
+        label = ",".join(s.device for s in slots) + (f" x{devices}" if devices > len(slots) else "")
+        env = {**os.environ, **launch_env(slots, devices), **process_env(self.url)}
         log_file = None
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_file = open(log_path, "ab")  # append: the log keeps every attempt, each under its header
-            log_file.write(f"\n=== attempt {attempt} of run {run_id} on worker {self.id}, device {slot.device}, "
+            log_file.write(f"\n=== attempt {attempt} of run {run_id} on worker {self.id}, device {label}, "
                            f"{utcnow():%Y-%m-%d %H:%M:%S} UTC ===\n".encode())
             log_file.flush()
-            proc = subprocess.Popen(self.command(run_id, attempt), stdin=subprocess.DEVNULL, stdout=log_file,
+            command = with_processes(self.command(run_id, attempt), devices)
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                     preexec_fn=self._die_with_parent)
         except OSError as e:  # full disk, unwritable runs folder, missing interpreter: this run's problem only
@@ -325,14 +359,16 @@ class Worker:
             self.log(str(queue.finish_attempt(self.engine, run_id, self.id, attempt, None,
                                               reason=f"could not start the run process: {e}")))
             return
-        slot.job = Job(run_id, attempt, proc, log_file)
-        self.log(f"run {run_id} (attempt {attempt}) started on {slot.device}, pid {proc.pid}, log {log_path}")
-        queue.record_process(self.engine, run_id, self.id, pid=proc.pid, log_path=str(log_path))
+        job = Job(run_id, attempt, proc, log_file)
+        for slot in slots:
+            slot.job = job
+        self.log(f"run {run_id} (attempt {attempt}) started on {label}, pid {proc.pid}, log {log_path}")
+        queue.record_process(self.engine, run_id, self.id, pid=proc.pid, log_path=str(log_path),
+                             device=label if label != slots[0].device else None)
 
     def _reap(self) -> None:
-        for slot in self.slots:
-            job = slot.job
-            if job is None or job.proc.poll() is None:
+        for job in self.jobs:
+            if job.proc.poll() is None:
                 continue
             # poll() has reaped the child (no zombie); the return code stays on the Popen, so if the
             # database is unreachable right now the next tick retries the bookkeeping.
@@ -340,7 +376,9 @@ class Worker:
                                            reason=job.kill_reason, consume_retry=job.consume_retry)
             self._note(job, outcome)
             job.log_file.close()
-            slot.job = None
+            for slot in self.slots:
+                if slot.job is job:
+                    slot.job = None
 
     def _note(self, job: Job, outcome: Outcome) -> None:
         rc = job.proc.returncode

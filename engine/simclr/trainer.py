@@ -4,6 +4,9 @@ Data lives in memory as uint8 tensors (on the training device when it is a GPU);
 draws a batch of indices, makes two augmented views of every image on the device, runs both
 views through the model in one pass and minimizes NT-Xent. Every epoch ends with a checkpoint;
 the kNN monitor runs every `eval_every` epochs and at the end; the linear probe runs at the end.
+
+With `devices` > 1 the same function runs in every process of the run; `ctx.dp` then carries the
+data-parallel hooks (engine/simclr/distributed.py) and `dp` lines below are the only differences.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from db.queries import delete_metrics_after, record_start, update_run
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
+from engine.simclr.distributed import DataParallel, SilentLogger
 from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize
 from engine.simclr.loss import nt_xent
 from engine.simclr.metrics_log import MetricLogger
@@ -45,6 +49,7 @@ class RunContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     on_step: Callable[[int, int, float], None] | None = None  # (step, total_steps, loss): progress display
     log: Callable[[str], None] = print
+    dp: DataParallel | None = None  # set when this is one of the run's several processes
 
     @property
     def checkpoint_path(self) -> Path:
@@ -74,7 +79,10 @@ def steps_per_epoch(cfg: RunConfig, n_images: int) -> int:
 
 def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     """Train (or resume) the run; returns its summary {final_loss, knn_top1, linear_loss, linear_top1}."""
-    device = resolve_device(cfg.device)
+    dp = ctx.dp
+    device = dp.device if dp else resolve_device(cfg.device)
+    rank, world = (dp.rank, dp.world) if dp else (0, 1)
+    main = dp is None or dp.is_main  # the process that writes metrics, checkpoints and evaluations
     amp = autocast_dtype(cfg, device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -91,10 +99,15 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     model = build_model(cfg).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if dp:
+        model = dp.prepare(model)
+        # Same initial weights everywhere (above); from here on each process draws its own randomness.
+        torch.manual_seed(cfg.seed + rank * 2**32)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, n_steps)
+    forward = dp.wrap(model) if dp else model  # evaluation and checkpoints use `model` itself
     augment = BatchedAugment(cfg.image_size, cfg.jitter_strength)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + rank * 2**32)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed + 2)
 
     start_epoch, step = 0, 0
@@ -105,17 +118,20 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, step = state["epoch"], state["step"]
         # Generator states are CPU byte tensors whatever the generator's device.
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        aug_gen.set_state(state["rng_augment"].cpu())
+        rng_cpu, rng_augment = state["rng_ranks"][rank] if dp else (state["rng_cpu"], state["rng_augment"])
+        torch.set_rng_state(rng_cpu.cpu())
+        aug_gen.set_state(rng_augment.cpu())
         shuffle_gen.set_state(state["rng_shuffle"].cpu())
-        # Rows written after the checkpoint are replayed by this resumed run: drop them first.
-        dropped = delete_metrics_after(ctx.db, ctx.run_id, step)
-        ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
-                f"(dropped {dropped} metric rows written after it)")
+        if main:
+            # Rows written after the checkpoint are replayed by this resumed run: drop them first.
+            dropped = delete_metrics_after(ctx.db, ctx.run_id, step)
+            ctx.log(f"resumed from {ctx.checkpoint_path} at epoch {start_epoch}, step {step} "
+                    f"(dropped {dropped} metric rows written after it)")
 
-    record_start(ctx.db, ctx.run_id, total_steps=total_steps, device=str(device),
-                 subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
-    logger = MetricLogger(ctx.db, ctx.run_id)
+    if main:
+        record_start(ctx.db, ctx.run_id, total_steps=total_steps, device=str(device),
+                     subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
+    logger = MetricLogger(ctx.db, ctx.run_id) if main else SilentLogger()
     summary: dict[str, Any] = {}
     knn_acc = None
     feats: dict[str, torch.Tensor] | None = None  # set by the last epoch's evaluation
@@ -128,26 +144,29 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         model.train()
         epoch_loss = torch.zeros((), device=device)
         window_start, window_images = time.perf_counter(), 0
-        for batch in _batches(cfg, data, images, n_steps, shuffle_gen, device, augment, aug_gen):
-            if ctx.cancel.is_set():
+        for batch in _batches(cfg, data, images, n_steps, shuffle_gen, device, augment, aug_gen, rank, world):
+            if _stop_requested(ctx):
                 logger.flush()
                 raise RunCancelled()
             views = normalize(batch, mean, std)
             if device.type == "cuda":
                 views = views.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                z = model(views)
+                z = forward(views)
             half = len(views) // 2
-            loss = nt_xent(z[:half], z[half:], cfg.temperature)
+            loss = dp.nt_xent(z[:half], z[half:], cfg.temperature) if dp else \
+                nt_xent(z[:half], z[half:], cfg.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
+            if dp:
+                loss = dp.mean(loss)  # the global batch's loss, for the metrics
 
             step += 1
             epoch_loss += loss.detach()
-            window_images += half
+            window_images += half * world
             frac_epoch = epoch + (step - epoch * n_steps) / n_steps
             logger.log("train/loss", loss, step, frac_epoch)
             logger.log("train/lr", lr, step, frac_epoch)
@@ -160,6 +179,9 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
                 ctx.on_step(step, total_steps, loss)
 
         mean_loss = (epoch_loss / n_steps).item()
+        rng_ranks = dp.gather_to_main((torch.get_rng_state(), aug_gen.get_state())) if dp else None
+        if not main:
+            continue  # process 0 evaluates and checkpoints; the others wait in their next collective
         logger.log("epoch/loss", mean_loss, step, epoch + 1)
         summary["final_loss"] = mean_loss
         if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
@@ -171,15 +193,17 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         logger.flush()
         # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
         save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, model, optimizer, scheduler, epoch + 1, step,
-                                                               aug_gen, shuffle_gen))
+                                                               aug_gen, shuffle_gen, rng_ranks))
         update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
         ctx.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {mean_loss:.4f}"
                 + (f", knn top-1 {knn_acc:.4f}" if knn_acc is not None else ""))
 
     # Linear probe on the final encoder: the last epoch always evaluates, so its features are at
     # hand, unless this process resumed after the last checkpoint and trained no epoch at all.
-    if ctx.cancel.is_set():
+    if _stop_requested(ctx):
         raise RunCancelled()
+    if not main:
+        return {}
     if feats is None:
         feats = _features(model, data, mean, std, device, amp)
         summary["knn_top1"] = knn(feats)
@@ -192,22 +216,33 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     return summary
 
 
+def _stop_requested(ctx: RunContext) -> bool:
+    """A cancel (or a lost claim) seen by the heartbeat; with several processes, process 0's word for all."""
+    return ctx.dp.stop_requested(ctx.cancel.is_set()) if ctx.dp else ctx.cancel.is_set()
+
+
 def _batches(cfg: RunConfig, data: ImageData, images: torch.Tensor, n_steps: int, shuffle_gen: torch.Generator,
-             device: torch.device, augment: BatchedAugment, aug_gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """One epoch of [2B,3,S,S] float batches: the B first views, then the B second views."""
+             device: torch.device, augment: BatchedAugment, aug_gen: torch.Generator,
+             rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+    """One epoch of [2b,3,S,S] float batches: the b first views, then the b second views.
+
+    b = batch_size / world: process `rank` of `world` takes its contiguous share of each step's
+    images (the shuffle is the same in every process), so the shares make up the global batch.
+    """
+    per = cfg.batch_size // world
     order = torch.randperm(len(images), generator=shuffle_gen)
+    mine = order[: n_steps * cfg.batch_size].view(n_steps, world, per)[:, rank].reshape(-1)
     if cfg.augment_backend == "reference":
         # The seed's pipeline: per-image PIL transforms in DataLoader workers (for parity checks).
         source = ReferenceTwoViews(data.pretrain_images, cfg.image_size, cfg.jitter_strength)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(source, order[: n_steps * cfg.batch_size].tolist()),
-            batch_size=cfg.batch_size, num_workers=loader_workers(), drop_last=True)
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(source, mine.tolist()),
+                                             batch_size=per, num_workers=loader_workers(), drop_last=True)
         for v1, v2 in loader:
             yield torch.cat([v1, v2]).to(device, non_blocking=True)
         return
-    order = order.to(device)
+    mine = mine.to(device)
     for i in range(n_steps):
-        x = images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+        x = images[mine[i * per:(i + 1) * per]]
         # One call for both views: every row still draws its own parameters, so the two copies
         # of an image get independent views, and the fixed per-call cost is paid once.
         yield augment(torch.cat([x, x]), aug_gen)
@@ -226,9 +261,12 @@ def _features(model: SimCLRModel, data: ImageData, mean: torch.Tensor, std: torc
 
 def _checkpoint_state(cfg: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       scheduler: Any, epoch: int, step: int, aug_gen: torch.Generator,
-                      shuffle_gen: torch.Generator) -> dict[str, Any]:
-    return {
+                      shuffle_gen: torch.Generator, rng_ranks: list[Any] | None = None) -> dict[str, Any]:
+    state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "epoch": epoch, "step": step, "config": cfg.to_dict(),
         "rng_cpu": torch.get_rng_state(), "rng_augment": aug_gen.get_state(), "rng_shuffle": shuffle_gen.get_state(),
     }
+    if rng_ranks is not None:  # several processes: each one's (CPU, augmentation) generator states, by rank
+        state["rng_ranks"] = rng_ranks
+    return state

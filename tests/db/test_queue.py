@@ -10,6 +10,7 @@ import pytest
 
 from db import queue
 from db.config import ConfigError, RunConfig
+from db.models import runs
 from db.queries import create_runs, get_run, update_run
 from db.session import make_engine, write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, transition, utcnow
@@ -45,6 +46,18 @@ def test_claim_takes_the_oldest_queued_run_and_records_the_claim(engine, make_ru
     assert queue.claim_next(engine, "w2", "cpu")["id"] == b
     assert queue.claim_next(engine, "w3", "cpu") is None
     assert not queue.has_queued(engine)
+
+
+def test_claim_with_room_for_few_devices_skips_larger_runs(engine, tiny_cfg: RunConfig) -> None:
+    big, small, old = create_runs(engine, [tiny_cfg.replace(devices=4), tiny_cfg.replace(devices=2), tiny_cfg])
+    with write_tx(engine) as conn:  # a run queued before the `devices` field existed: one device
+        conn.execute(runs.update().where(runs.c.id == old).values(config={**tiny_cfg.to_dict(), "devices": None}))
+    assert queue.claim_next(engine, "w", "cuda:0", max_devices=1)["id"] == old
+    assert queue.claim_next(engine, "w", "cuda:0", max_devices=3)["id"] == small
+    assert queue.claim_next(engine, "w", "cuda:0", max_devices=3) is None
+    assert queue.claim_next(engine, "w", "cpu")["id"] == big  # None: any size
+    queue.record_process(engine, big, "w", pid=1, log_path="x", device="cpu x4")
+    assert get_run(engine, big)["device"] == "cpu x4"
 
 
 def test_claim_skips_runs_that_are_not_queued(engine, make_runs) -> None:

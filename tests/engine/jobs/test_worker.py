@@ -25,7 +25,7 @@ from db.migrate import SchemaError
 from db.session import make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from engine.jobs.cli import main
-from engine.jobs.worker import Worker, plan_slots, visible_gpus
+from engine.jobs.worker import Worker, launch_env, max_devices, plan_slots, slots_for, visible_gpus
 from tests.engine.jobs.queue_support import pid_alive, start_worker
 from tests.support import wait_until
 
@@ -126,7 +126,36 @@ def test_worker_runs_each_queued_run_in_its_own_process(engine, sqlite_url: str,
 def test_children_get_their_device_and_thread_share(engine, sqlite_url: str, tiny_cfg: RunConfig) -> None:
     [run_id] = add_runs(engine, tiny_cfg, ["env"])
     in_process_worker(sqlite_url, slots=2).run()
-    assert "CUDA_VISIBLE_DEVICES='' SIMCLR_NUM_THREADS='3'" in Path(get_run(engine, run_id)["log_path"]).read_text()
+    assert "rank 0 of 1: CUDA_VISIBLE_DEVICES='' SIMCLR_NUM_THREADS='3'" in Path(get_run(engine, run_id)["log_path"]).read_text()
+
+
+def test_a_run_over_two_gpus_gets_two_different_free_gpus(engine, sqlite_url: str) -> None:
+    two, one = RunConfig(dataset="synthetic", batch_size=16, devices=2), RunConfig(dataset="synthetic", batch_size=16)
+    big, small = add_runs(engine, two, ["env steps=2"]) + add_runs(engine, one, ["env steps=2"])
+    slots = plan_slots("cuda", None, ["GPU-a", "GPU-b", "GPU-c"], cores=6)
+    worker = Worker(sqlite_url, slots=slots, poll_s=0.05, heartbeat_s=0.2, exit_when_idle=True,
+                    command=queue_support.command, log=lambda m: None)
+    assert worker.run() == 0
+    big_run, small_run = get_run(engine, big), get_run(engine, small)
+    assert big_run["status"] == small_run["status"] == COMPLETED
+    assert big_run["device"] == "cuda:0,cuda:1" and small_run["device"] == "cuda:2"
+    log = Path(big_run["log_path"]).read_text()
+    for rank in (0, 1):  # torchrun started both processes, each seeing both GPUs (it takes its local rank's)
+        assert f"rank {rank} of 2: CUDA_VISIBLE_DEVICES='GPU-a,GPU-b' SIMCLR_NUM_THREADS='2'" in log
+    assert "rank 0 of 1: CUDA_VISIBLE_DEVICES='GPU-c'" in Path(small_run["log_path"]).read_text()
+
+
+def test_multi_device_runs_take_distinct_free_gpus_or_share_a_cpu_slot() -> None:
+    gpus = plan_slots("cuda", 4, ["a", "b"], cores=8)  # two slots on each of two GPUs
+    assert max_devices(gpus) == 2 and [s.index for s in slots_for(2, gpus)] == [0, 1]
+    assert slots_for(2, [gpus[0], gpus[2]]) is None  # two free slots, but both on cuda:0
+    assert max_devices([gpus[0], gpus[2]]) == 1
+    assert slots_for(1, [gpus[3]]) == [gpus[3]]
+    [cpu] = plan_slots("cpu", 1, [], cores=8)
+    assert max_devices([cpu]) is None and slots_for(4, [cpu]) == [cpu]  # its 4 processes share its cores
+    assert launch_env([cpu], 4) == {"CUDA_VISIBLE_DEVICES": "", "SIMCLR_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    assert launch_env([gpus[0], gpus[1]], 2)["CUDA_VISIBLE_DEVICES"] == "a,b"
+    assert launch_env([gpus[1]], 1) == gpus[1].env
 
 
 def test_worker_survives_crashing_runs_and_says_why_they_failed(engine, sqlite_url: str, tiny_cfg: RunConfig) -> None:

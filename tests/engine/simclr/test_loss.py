@@ -30,3 +30,12 @@ def test_gradients_flow_to_both_views() -> None:
     z1, z2 = torch.randn(6, 4, requires_grad=True), torch.randn(6, 4, requires_grad=True)
     nt_xent(z1, z2, 0.5).backward()
     assert z1.grad is not None and z2.grad is not None and z1.grad.abs().sum() > 0
+
+
+def test_split_over_processes_the_shares_average_to_the_whole_batch_loss() -> None:
+    g = torch.Generator().manual_seed(7)
+    z1, z2 = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    shares = [nt_xent(z1[r * 2:(r + 1) * 2], z2[r * 2:(r + 1) * 2], 0.5, keys=(z1, z2), offset=r * 2)
+              for r in range(4)]
+    assert torch.stack(shares).mean().item() == pytest.approx(nt_xent(z1, z2, 0.5).item(), abs=1e-6)
+    assert len({round(s.item(), 6) for s in shares}) == 4  # the shares differ: each is its own anchors' loss

@@ -45,6 +45,8 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> N
     assert len(run["subset_indices"]) == 64
     state = load_checkpoint(Path(run["checkpoint_path"]))
     assert state["epoch"] == 2 and state["step"] == steps and state["config"] == cfg.to_dict()
+    # devices=1: the plain one-process path, no process group and no data-parallel state.
+    assert "rng_ranks" not in state and not torch.distributed.is_initialized()
 
 
 def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
