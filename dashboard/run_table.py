@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboard import nav
 from dashboard.common import fmt_duration
+from db import executor
 
 COLUMN_CONFIG = {
     "id": st.column_config.NumberColumn("id", format="%d", width="small"),
@@ -23,6 +24,8 @@ COLUMN_CONFIG = {
     "loss": st.column_config.NumberColumn("loss", format="%.4f", help="latest train/loss (NT-Xent)"),
     "kNN top-1": st.column_config.NumberColumn("kNN top-1", format="%.4f"),
     "linear top-1": st.column_config.NumberColumn("linear top-1", format="%.4f"),
+    "executor": st.column_config.TextColumn("executor", help="where it runs: a local worker's slot, or a Ray job "
+                                            "and its node (the run page links the Ray dashboard)"),
     "open": st.column_config.LinkColumn("open", display_text="details", width="small"),
 }
 
@@ -37,10 +40,11 @@ def frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "subset": "all" if r["subset_size"] is None else str(r["subset_size"]), "epochs": r["epochs"],
             "seed": cfg.get("seed"), "loss": r.get("latest_loss"), "kNN top-1": r.get("knn_top1"),
             "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
-            "sweep": r.get("sweep_id") or "", "open": f"{nav.RUN.url_path}?run={r['id']}",
+            "sweep": r.get("sweep_id") or "", "executor": executor.label(r.get("executor")),
+            "open": f"{nav.RUN.url_path}?run={r['id']}",
         })
     columns = ["id", "name", "status", "progress", "dataset", "encoder", "optimizer", "batch", "subset", "epochs",
-               "seed", "loss", "kNN top-1", "linear top-1", "duration", "sweep", "open"]
+               "seed", "loss", "kNN top-1", "linear top-1", "duration", "sweep", "executor", "open"]
     return pd.DataFrame(rows, columns=columns)
 
 

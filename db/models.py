@@ -38,6 +38,8 @@ class Run(Base):
     device: Mapped[str | None] = mapped_column(String(64))
     worker_id: Mapped[str | None] = mapped_column(String(128))
     pid: Mapped[int | None] = mapped_column(Integer)
+    # Where the run executes, in words (db/executor.py): a local worker's slot, or a Ray job and its node.
+    executor: Mapped[str | None] = mapped_column(Text)
     log_path: Mapped[str | None] = mapped_column(Text)
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

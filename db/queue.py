@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, Select, func, insert, select, update
 
@@ -24,6 +24,10 @@ from db.queries import run_values
 from db.session import is_sqlite, read_tx, write_tx
 from db.status import ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, \
     transition, utcnow
+
+# The claimant (worker_id) a run's process was started for, when the process may start late (a Ray
+# job waiting for resources); with its attempt number (argv) it is the claim the process checks.
+CLAIM_ENV = "SIMCLR_CLAIM"
 
 
 class NoSuchRun(LookupError):
@@ -57,7 +61,8 @@ def has_queued(engine: Engine) -> bool:
 
 
 def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: int | None = None,
-               pid: int | None = None, max_devices: int | None = None) -> dict[str, Any] | None:
+               pid: int | None = None, executor: str | None = None,
+               max_devices: int | None = None) -> dict[str, Any] | None:
     """Take the oldest queued run (or run `run_id`, if it is queued) for `worker_id` on `device`;
     returns its row, or None if there is none to take.
 
@@ -71,11 +76,11 @@ def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: in
     attempt) is what the run's process and its worker check before they write.
     """
     with write_tx(engine) as conn:
-        return _claim(conn, worker_id, device, run_id=run_id, pid=pid, max_devices=max_devices)
+        return _claim(conn, worker_id, device, run_id=run_id, pid=pid, executor=executor, max_devices=max_devices)
 
 
-def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int | None,
-           pid: int | None, max_devices: int | None = None) -> dict[str, Any] | None:
+def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int | None, pid: int | None,
+           executor: str | None = None, max_devices: int | None = None) -> dict[str, Any] | None:
     """The claim statement. One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
     with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
@@ -97,7 +102,7 @@ def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int 
     stmt = (
         update(runs)
         .where(runs.c.id == pick.scalar_subquery(), runs.c.status == QUEUED)
-        .values(status=RUNNING, worker_id=worker_id, device=device, pid=pid, heartbeat_at=now,
+        .values(status=RUNNING, worker_id=worker_id, device=device, pid=pid, executor=executor, heartbeat_at=now,
                 # started_at is the first start; a retried run keeps it (attempts tells the rest).
                 started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1,
                 # A resubmitted run starts clean: an old cancel request or error is not this attempt's.
@@ -109,19 +114,20 @@ def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int 
 
 
 def create_and_claim(engine: Engine, cfg: RunConfig, worker_id: str, *, name: str | None = None,
-                     pid: int | None = None, device: str | None = None) -> dict[str, Any]:
+                     pid: int | None = None, device: str | None = None, executor: str | None = None) -> dict[str, Any]:
     """A new run of `cfg`, claimed at once by `worker_id` (`train` in the foreground, benchmarks).
 
     Inserted and claimed in one transaction: a worker polling the queue never sees it queued.
     """
     with write_tx(engine) as conn:
         run_id = conn.execute(insert(runs).values(**run_values(cfg, name=name))).inserted_primary_key[0]
-        claimed = _claim(conn, worker_id, device, run_id=run_id, pid=pid)
+        claimed = _claim(conn, worker_id, device, run_id=run_id, pid=pid, executor=executor)
         assert claimed is not None, "a run inserted in this transaction is queued"
         return claimed
 
 
-def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | None = None) -> dict[str, Any]:
+def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | None = None,
+                     executor: str | None = None) -> dict[str, Any]:
     """Requeue run `run_id` (failed, cancelled, or running but stale) and claim it, in one transaction
     so that no worker can take it in between; ConfigError("resume", why) when it cannot be resumed."""
     with write_tx(engine) as conn:
@@ -137,19 +143,23 @@ def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | 
             raise ConfigError("resume", f"run {run_id} is running ({age}); cancel it first or wait until it is stale")
         if status != QUEUED:
             transition(conn, run_id, QUEUED, expect=status)
-        claimed = _claim(conn, worker_id, None, run_id=run_id, pid=pid)
+        claimed = _claim(conn, worker_id, None, run_id=run_id, pid=pid, executor=executor)
         assert claimed is not None, "a queued run under our write lock must be claimable"
         return claimed
 
 
-def record_process(engine: Engine, run_id: int, worker_id: str, *, pid: int | None, log_path: str,
-                   device: str | None = None) -> None:
-    """Note the run's process, log file and (when it differs from the claim's) devices; only while
-    the run is still this worker's."""
-    values: dict[str, Any] = dict(pid=pid, log_path=log_path, **({"device": device} if device else {}))
+RECORDABLE = ("pid", "log_path", "device", "executor")
+
+
+def record_process(engine: Engine, run_id: int, worker_id: str, **values: Any) -> bool:
+    """Note where the run executes (`pid`, `log_path`, `device`, `executor`), only while it is still
+    `worker_id`'s claim. Columns not given are left as they are."""
+    unknown = set(values) - set(RECORDABLE)
+    if unknown:
+        raise TypeError(f"record_process: not a process column: {', '.join(sorted(unknown))}")
     with write_tx(engine) as conn:
-        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
-                                        runs.c.status == RUNNING).values(**values))
+        return conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == worker_id,
+                                               runs.c.status == RUNNING).values(**values)).rowcount == 1
 
 
 # ----------------------------------------------------------------------- requeue / fail / recover
@@ -193,7 +203,7 @@ def _requeue_or_fail(conn: Connection, run: Mapping[str, Any], reason: str, *,
         left = retries - 1 if consume_retry else retries
         # Clear the claim so the dashboard does not show a dead worker or pid on a queued run.
         transition(conn, run_id, QUEUED, expect=RUNNING, retries_left=left, worker_id=None, pid=None,
-                   device=None, heartbeat_at=None, error=None)
+                   device=None, executor=None, heartbeat_at=None, error=None)
         return Outcome(run_id, QUEUED, f"{reason}; requeued to resume from its last checkpoint "
                                        f"({left} retr{'y' if left == 1 else 'ies'} left)")
     attempts = run["attempts"]
@@ -224,13 +234,17 @@ def recover_stale(engine: Engine, timeout_s: float = STALE_AFTER_S, *,
     return outcomes
 
 
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def describe_exit(returncode: int) -> str:
     """Words for a child's exit status (Popen: negative = killed by that signal)."""
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
+        name = signal_name(-returncode)
         hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -returncode == signal.SIGKILL else ""
         return f"run process killed by {name}{hint}"
     if returncode == 0:
@@ -297,6 +311,47 @@ def cancel_requested(engine: Engine, run_ids: list[int]) -> set[int]:
     query = select(runs.c.id).where(runs.c.id.in_(run_ids), runs.c.cancel_requested.is_(True))
     with read_tx(engine) as conn:
         return set(conn.execute(query).scalars())
+
+
+# ------------------------------------------------------------------------------------ Ray claims
+# A run the Ray dispatcher took is claimed by its Ray job: worker_id = "ray:" + the job's submission
+# id, which names the run and the attempt. The claim outlives the dispatcher (a restarted one finds
+# its runs by this prefix and asks Ray about each), and the run's process checks it (SIMCLR_CLAIM),
+# so a job of an attempt that was given up never trains the run again.
+RAY_CLAIM_PREFIX = "ray:"
+
+
+def ray_claims(engine: Engine) -> list[dict[str, Any]]:
+    """Running runs claimed by a Ray job, oldest first."""
+    query = (select(runs.c.id, runs.c.worker_id, runs.c.attempts, runs.c.executor, runs.c.cancel_requested,
+                    runs.c.config, runs.c.log_path)
+             .where(runs.c.status == RUNNING, runs.c.worker_id.startswith(RAY_CLAIM_PREFIX)).order_by(runs.c.id))
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def hand_over_claim(engine: Engine, run_id: int, old: str, new: str) -> bool:
+    """Pass a just-claimed run from `old` (the claimant) to `new`; False when it is no longer `old`'s.
+
+    The device is cleared: the run's process records the one it really trains on.
+    """
+    with write_tx(engine) as conn:
+        return conn.execute(update(runs).where(runs.c.id == run_id, runs.c.worker_id == old, runs.c.status == RUNNING)
+                            .values(worker_id=new, device=None)).rowcount == 1
+
+
+def fail_claim(engine: Engine, run_id: int, claim: str, error: str) -> bool:
+    """Fail a run that can never run as claimed (e.g. more GPUs than any machine has); no retry helps."""
+    with write_tx(engine) as conn:
+        return transition(conn, run_id, FAILED, expect=RUNNING, claimed_by=claim, error=error)
+
+
+def heartbeat_claims(engine: Engine, claims: Sequence[str]) -> None:
+    """Mark alive the running runs held by these claims (Ray jobs that Ray says are pending or running)."""
+    if claims:
+        with write_tx(engine) as conn:
+            conn.execute(update(runs).where(runs.c.status == RUNNING, runs.c.worker_id.in_(list(claims)))
+                         .values(heartbeat_at=utcnow()))
 
 
 # --------------------------------------------------------------------------------------- workers

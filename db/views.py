@@ -29,7 +29,7 @@ DISPLAY_STATUSES = (QUEUED, RUNNING, CANCELLING, DEAD, COMPLETED, FAILED, CANCEL
 # The columns a run table needs; `subset_indices` (up to 50,000 ints) is left out on purpose.
 SUMMARY_COLUMNS = (
     "id", "name", "status", "config", "dataset", "encoder", "optimizer", "batch_size", "subset_size",
-    "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id",
+    "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id", "executor",
     "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps",
     "final_loss", "knn_top1", "linear_loss", "linear_top1", "error",
 )

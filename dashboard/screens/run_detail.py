@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import actions, charts, live, nav
 from dashboard.common import fmt_duration, fmt_time, get_engine, run_label
 from dashboard.launch_form import value_text
-from db import views
+from db import executor, views
 from db.status import FINISHED, QUEUED, RUNNING
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -62,6 +62,10 @@ def _status(run: dict[str, Any]) -> None:
     if run.get("sweep_id"):
         line += f" · sweep {run['sweep_id']}"
     st.markdown(line)
+    if run.get("executor"):
+        link = executor.ray_job_link(run["executor"])
+        st.markdown(f"**Executes on:** {executor.label(run['executor'])}" +
+                    (f" · [Ray dashboard]({link})" if link else ""))
     st.progress(run["progress"], text=f"{run['progress']:.0%}")
     if status == views.DEAD:
         st.error(f"No heartbeat for {fmt_duration(run['heartbeat_age_s'])}: its worker or machine is gone. "
@@ -104,7 +108,9 @@ def _live(run_id: int) -> None:
     st.subheader("Log")
     text = tail(run.get("log_path"))
     if text is None:
-        st.caption("No log yet (a worker writes it when the run starts).")
+        st.caption("No log yet: a Ray job's output is saved here when the job ends (until then it is on the Ray "
+                   "dashboard)." if (run.get("executor") or "").startswith("ray job") else
+                   "No log yet (a worker writes it when the run starts).")
     else:
         st.caption(run["log_path"])
         st.code(text, language=None)

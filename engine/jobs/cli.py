@@ -1,4 +1,5 @@
-"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel, delete: queue_cli)."""
+"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel, delete: queue_cli;
+dispatch: ray_dispatch)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import socket
 import sys
 
 from db.config import ConfigError
+from db import executor
 from db.migrate import SchemaError
 from db.queries import get_run, list_runs
-from db.queue import claim_for_resume, create_and_claim
+from db.queue import CLAIM_ENV, claim_for_resume, create_and_claim
 from db.session import make_engine, write_tx
 from db.status import FAILED, RUNNING, transition
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
@@ -45,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_execute)
 
     from engine.jobs.queue_cli import add_queue_commands
+    from engine.jobs.ray_dispatch import add_dispatch_command
 
     add_queue_commands(sub)
+    add_dispatch_command(sub)
     return parser
 
 
@@ -62,15 +66,16 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     db = make_engine(args.db)
-    claimant = f"cli:{socket.gethostname()}:{os.getpid()}"
+    host, pid = socket.gethostname(), os.getpid()
+    claim = dict(worker_id=f"cli:{host}:{pid}", pid=pid, executor=executor.command_line(host, pid))
     if args.resume is not None:
         if overrides:
             raise ConfigError(next(iter(overrides)), "cannot be changed when resuming (--resume uses the run's config)")
-        run = claim_for_resume(db, args.resume, claimant, pid=os.getpid())
+        run = claim_for_resume(db, args.resume, **claim)
     else:
         cfg = config_from_values(overrides)  # validates every field before anything is written
         # Claimed like any worker's run, so its heartbeat and final status check the same claim.
-        run = create_and_claim(db, cfg, claimant, name=args.name, pid=os.getpid())
+        run = create_and_claim(db, cfg, name=args.name, **claim)
     print(f"run {run['id']}  (database {db.url.render_as_string(hide_password=True)})", flush=True)
     return _execute(db, run, progress=not args.no_progress)
 
@@ -125,8 +130,15 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from engine.simclr.distributed import env_rank
 
     db = make_engine(args.db)
-    status = execute_run(db, args.run_id, args.attempt, log=lambda m: print(m, flush=True))
-    if env_rank() == 0:  # one summary per run, not per process
+    main = env_rank() == 0  # one header and one summary per run, not per process
+    if main:
+        # Where and with what it runs, first in its log (a Ray job's log is the only record of its node).
+        print(f"run {args.run_id}: pid {os.getpid()} on {socket.gethostname()}, "
+              f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, "
+              f"SIMCLR_NUM_THREADS={os.environ.get('SIMCLR_NUM_THREADS')!r}", flush=True)
+    status = execute_run(db, args.run_id, args.attempt, log=lambda m: print(m, flush=True),
+                         claim=os.environ.get(CLAIM_ENV))
+    if main:
         print(run_summary_line(get_run(db, args.run_id)), flush=True)
     return 1 if status == "failed" else 0
 

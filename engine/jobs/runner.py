@@ -80,12 +80,22 @@ def failure_message(exc: BaseException, cfg: RunConfig) -> str:
 
 
 def execute_run(db: Engine, run_id: int, attempt: int, *,
-                on_step: Callable[[int, int, float], None] | None = None, log: Callable[[str], None] = print) -> str:
-    """Train attempt `attempt` of run `run_id` (claimed already, by db.queue.claim_next) to its end;
-    returns its final status."""
+                on_step: Callable[[int, int, float], None] | None = None, log: Callable[[str], None] = print,
+                claim: str | None = None) -> str:
+    """Train attempt `attempt` of run `run_id` (claimed already, by db.queue's claim) to its end;
+    returns its final status.
+
+    With `claim` (the claimant's worker_id), only while the run is still held by that claim and
+    attempt: a process that starts late (a Ray job that waited for resources while its attempt was
+    given up and the run claimed again) leaves the run alone.
+    """
     run = get_run(db, run_id)
     if run is None:
         raise LookupError(f"no run with id {run_id}")
+    if claim is not None and (run["status"] != RUNNING or run["worker_id"] != claim or run["attempts"] != attempt):
+        log(f"run {run_id} is no longer claimed by {claim}, attempt {attempt} (it is {run['status']}, attempt "
+            f"{run['attempts']}, claimed by {run['worker_id'] or 'nobody'}); not training it")
+        return run["status"]
     if run["status"] != RUNNING:
         raise RuntimeError(f"run {run_id} is {run['status']}, not running: claim it first")
     if run["attempts"] != attempt:

@@ -42,10 +42,10 @@ from typing import IO, Callable
 
 from sqlalchemy.exc import DBAPIError
 
-from db import queue
+from db import executor, queue
 from db.config import run_dir
 from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
-from db.queue import Outcome
+from db.queue import CLAIM_ENV, Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
 from engine.jobs.launch import execute_command, process_env, with_processes
@@ -341,7 +341,7 @@ class Worker:
         log_path = run_dir(run_id) / "log.txt"
         # "cuda:0", "cuda:0,cuda:1" (one process per GPU), or "cpu x2" (processes sharing a CPU slot)
         label = ",".join(s.device for s in slots) + (f" x{devices}" if devices > len(slots) else "")
-        env = {**os.environ, **launch_env(slots, devices), **process_env(self.url)}
+        env = {**os.environ, **launch_env(slots, devices), **process_env(self.url), CLAIM_ENV: self.id}
         log_file = None
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -363,8 +363,9 @@ class Worker:
         for slot in slots:
             slot.job = job
         self.log(f"run {run_id} (attempt {attempt}) started on {label}, pid {proc.pid}, log {log_path}")
-        queue.record_process(self.engine, run_id, self.id, pid=proc.pid, log_path=str(log_path),
-                             device=label if label != slots[0].device else None)
+        where = executor.local_worker(self.hostname, os.getpid(), [s.index for s in slots], label)
+        queue.record_process(self.engine, run_id, self.id, pid=proc.pid, log_path=str(log_path), executor=where,
+                             **({"device": label} if label != slots[0].device else {}))
 
     def _reap(self) -> None:
         for job in self.jobs:
@@ -436,17 +437,22 @@ class Worker:
                 time.sleep(1)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-        for s in previous:
-            signal.signal(s, lambda _signum, _frame: self.request_stop())
+        return on_stop_signals(self.request_stop)
 
-        def restore() -> None:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
-        return restore
+def on_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` on SIGTERM and SIGINT (main thread only); returns what restores the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in previous:
+        signal.signal(s, lambda _signum, _frame: callback())
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -1,14 +1,14 @@
 """workers.stale_after_s: each worker's --stale-after, so the dashboard's "dead" uses the real limit
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0006
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0002'
-down_revision = '0001'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from dashboard.screens.run_detail import tail
+from db import executor
 from db.config import run_dir
 from tests.dashboard.dash_helpers import add_metrics, add_run, texts
 
@@ -59,3 +60,16 @@ def test_tail_reads_only_the_end(tmp_path) -> None:  # noqa: ANN001
     log.write_text("x" * 1_000_000 + "\nlast line\n")
     assert tail(str(log), max_bytes=100).endswith("last line")
     assert tail(str(tmp_path / "missing.txt")) is None
+
+
+def test_where_the_run_executes_with_a_link_to_its_ray_job(app, db: Engine) -> None:
+    where = executor.ray_job("simclr-run1-attempt1-0123abcd", "10.0.0.7", "http://head:8265")
+    run = add_run(db, status="running", executor=where)
+    at = app(run=run)
+    line = next(m.value for m in at.markdown if "Executes on" in m.value)
+    assert "ray job simclr-run1-attempt1-0123abcd on node 10.0.0.7" in line
+    assert "[Ray dashboard](http://head:8265/#/jobs/simclr-run1-attempt1-0123abcd)" in line
+    assert any("output is saved here when the job ends" in c.value for c in at.caption)
+    local = add_run(db, status="running", executor=executor.local_worker("box", 42, [0], "cuda:0"))
+    line = next(m.value for m in app(run=local).markdown if "Executes on" in m.value)
+    assert "worker box:42 slot 0 (cuda:0)" in line and "Ray dashboard" not in line

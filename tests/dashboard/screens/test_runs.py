@@ -25,7 +25,8 @@ def _select(at, *positions: int):  # noqa: ANN001, ANN202
 
 def test_table_shows_status_progress_and_results(app, db: Engine) -> None:
     done = add_run(db, status="completed", name="done", knn_top1=0.41, linear_loss=0.9, linear_top1=0.55)
-    running = add_run(db, status="running", total_steps=100, step=25)
+    running = add_run(db, status="running", total_steps=100, step=25,
+                      executor="ray job simclr-run2-attempt1-0123abcd on node 10.0.0.7 · dashboard http://head:8265")
     add_metrics(db, running, "train/loss", [5.0, 4.5, 4.0])
     queued = add_run(db)
     table = _table(app("runs")).set_index("id")
@@ -35,6 +36,8 @@ def test_table_shows_status_progress_and_results(app, db: Engine) -> None:
     assert table.loc[running, "progress"] == 0.25 and table.loc[running, "loss"] == 4.0
     assert table.loc[queued, "status"] == "queued" and table.loc[queued, "progress"] == 0.0
     assert table.loc[done, "open"] == f"run?run={done}"
+    assert table.loc[running, "executor"] == "ray job simclr-run2-attempt1-0123abcd on node 10.0.0.7"
+    assert table.loc[queued, "executor"] == ""
 
 
 def test_a_run_without_heartbeat_is_dead_not_running(app, db: Engine) -> None:

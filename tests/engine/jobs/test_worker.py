@@ -118,6 +118,7 @@ def test_worker_runs_each_queued_run_in_its_own_process(engine, sqlite_url: str,
         assert Path(r["log_path"]) == Path(os.environ["SIMCLR_RUNS_DIR"]) / str(r["id"]) / "log.txt"
         assert f"=== attempt 1 of run {r['id']} on worker {worker.id}" in log and f"run {r['id']} completed" in log
         assert r["worker_id"] == worker.id and r["device"] == "cpu" and r["attempts"] == 1
+        assert r["executor"] in {f"worker {worker.hostname}:{os.getpid()} slot {i} (cpu)" for i in (0, 1)}
     assert no_unreaped_children()
     [w] = [dict(row) for row in engine.connect().execute(text("SELECT * FROM workers")).mappings()]
     assert w["id"] == worker.id and w["slots"] == 2 and w["stopped_at"] is not None
