@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SimCLR Lab: the two commands of the README.
 #
-#   ./lab.sh serve   set up (first time only) and open the dashboard on http://localhost:8501
+#   ./lab.sh serve   set up (first time only), start a background worker if none is alive, and
+#                    open the dashboard on http://localhost:8501
 #   ./lab.sh test    set up (first time only), including Chromium and PostgreSQL, and run the tests
 #
 # Set-up is idempotent: a virtual environment in .venv with the project installed in editable
@@ -67,6 +68,12 @@ case "${1:-}" in
     serve)
         shift
         setup_python
+        # The worker first, in the background and in its own session: queued runs start without a
+        # page being opened, and stopping the dashboard (Ctrl-C) does not stop the runs. It prints
+        # its pid, its log and how to stop it. SIMCLR_NO_LOCAL_WORKER=1: workers run elsewhere.
+        case "${SIMCLR_NO_LOCAL_WORKER:-}" in
+            ""|0|false|no) "$PY" -m engine worker --detach || echo "warning: no background worker; the dashboard will try again" ;;
+        esac
         exec "$PY" -m streamlit run dashboard/app.py --server.fileWatcherType none \
             --server.address "${SIMCLR_ADDRESS:-localhost}" --server.port "${SIMCLR_PORT:-8501}" \
             --server.headless true --browser.gatherUsageStats false "$@"

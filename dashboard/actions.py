@@ -1,4 +1,6 @@
-"""What the dashboard's buttons change: cancel (db.queue) and delete (db.delete, as `python -m engine delete`)."""
+"""What the dashboard's buttons change: cancel and resume (db.queue) and delete (db.delete, as
+`python -m engine delete`); and which of them apply to a run (a button that cannot apply is
+disabled, not silently ignored)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ from typing import Sequence
 
 from sqlalchemy import Engine
 
+from db import queue
 from db.delete import delete_runs as db_delete_runs
-from db.queue import NoSuchRun, request_cancel
+from db.queue import RESUMABLE, NoSuchRun, request_cancel
+from db.status import QUEUED, RUNNING
+from db.views import CANCELLING, DEAD
 
 
 @dataclass
@@ -25,6 +30,31 @@ def cancel_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
             out.done.append(run_id)
         except NoSuchRun as e:
             out.messages.append(str(e))
+    return out
+
+
+def can_cancel(run: dict) -> bool:
+    """Queued, running, or dead (then it ends cancelled instead of being requeued)."""
+    return run["display_status"] in (QUEUED, RUNNING, DEAD)
+
+
+def can_resume(run: dict) -> bool:
+    """Failed, cancelled, or dead: queued again to continue from its last checkpoint."""
+    return run["display_status"] in (*RESUMABLE, DEAD)
+
+
+def can_delete(run: dict) -> bool:
+    """Anything but a live run (its process would go on writing rows for a run that is gone)."""
+    return run["display_status"] not in (RUNNING, CANCELLING)
+
+
+def resume_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
+    """Requeue runs to resume from their checkpoints: the same rule as `python -m engine train --resume`."""
+    out = Outcome()
+    for run_id, message in queue.resume_runs(engine, run_ids):
+        out.messages.append(message)
+        if "queued to resume" in message:
+            out.done.append(run_id)
     return out
 
 

@@ -1,6 +1,6 @@
 """SimCLR Lab dashboard: `streamlit run dashboard/app.py` (the README's `./lab.sh serve`).
 
-Pages (st.navigation): Launch, Runs, Run detail (deep link ?run=ID), Compare. This entry script
+Pages (st.navigation): Launch, Runs, Run detail (deep link ?run=ID), Compare, Workers. This entry script
 runs on every interaction: it gates on the optional password, keeps a local worker alive when no
 other worker is, draws the sidebar, and runs the chosen page.
 """
@@ -11,19 +11,20 @@ import streamlit as st
 
 from dashboard import auth, nav
 from dashboard.common import get_engine
-from dashboard.local_worker import LocalWorker, create
+from dashboard.local_worker import LocalWorker
 from db.session import default_url
 
 
 @st.cache_resource(show_spinner=False)
 def _local_worker(db_url: str) -> LocalWorker:
-    return create(db_url)
+    return LocalWorker(db_url)
 
 
 def sidebar() -> None:
     engine = get_engine()
     status = _local_worker(default_url()).ensure(engine)
-    st.sidebar.caption(f"Workers: {status}")
+    st.sidebar.caption(f"Workers: {status}. Runs go on when the dashboard stops; "
+                       "`python -m engine worker --stop` stops the workers of this machine.")
     st.sidebar.caption(f"Database: {engine.url.render_as_string(hide_password=True)}")
 
 

@@ -83,26 +83,72 @@ def _figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 
+ACCURACY_METRICS = ("knn/top1", "linear/top1")
+# A few curves: the legend in a row above the plot (below it, it covers the x axis title). More:
+# a column on the right, which grows downwards instead of up into the title.
+LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
+LEGEND_RIGHT = {"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02}
+MAX_LEGEND_ABOVE = 4
+
+
+def _axis_range(values: np.ndarray) -> list[float] | None:
+    """A sensible range when all values are one number (one point, or a flat line): plotly would
+    otherwise zoom into a sliver around it, with fractional ticks. None: let plotly choose."""
+    finite = values[np.isfinite(values)] if len(values) else values
+    if len(finite) == 0 or finite.min() != finite.max():
+        return None
+    v = float(finite[0])
+    return [0.0, 2 * v] if v > 0 else [2 * v, 0.0] if v < 0 else [-1.0, 1.0]
+
+
+def _layout(title: str, height: int, x_title: str, y_title: str, n_traces: int) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "y": 0.98, "yanchor": "top"}, "height": height,
+        "margin": {"l": 10, "r": 10, "t": 70 if title else 30, "b": 10},
+        "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}},
+        "legend": LEGEND_ABOVE if n_traces <= MAX_LEGEND_ABOVE else LEGEND_RIGHT, "showlegend": True,  # also for one trace: every curve carries its run's name
+        # a constant uirevision keeps the user's zoom and hidden traces when a live chart redraws
+        "uirevision": "keep", "hovermode": "x unified" if n_traces <= 10 else "closest",
+    }
+
+
 def line_figure(df: pd.DataFrame, *, x: str = "step", labels: Mapping[int, str] | None = None,
                 title: str = "", y_title: str = "", log_y: bool = False, height: int = 360,
                 by_name: bool = False) -> go.Figure:
-    """One line per run (or per metric name when by_name), already downsampled."""
+    """One line per run (or per metric name when by_name), already downsampled.
+
+    Accuracy curves get a 0..1 axis (comparable at a glance across charts); a single point gets
+    an axis from zero instead of a sliver around it.
+    """
     column = X_AXES.get(x, x)
     key = "name" if by_name else "run_id"
     traces = []
     for series_key, part in df.groupby(key, sort=True):
         name = str(series_key) if by_name else (labels or {}).get(int(series_key), f"#{series_key}")
         traces.append({"type": "scatter", "x": part[column].to_numpy(), "y": part["value"].to_numpy(), "name": name,
-                       "mode": "lines" if len(part) > 1 else "markers", "line": {"width": 1.5}})
-    layout = {
-        "title": {"text": title}, "height": height, "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        "xaxis": {"title": {"text": X_TITLES.get(x, x)}},
-        "yaxis": {"title": {"text": y_title}, **({"type": "log"} if log_y else {})},
-        "legend": {"orientation": "h", "y": -0.2},
-        # a constant uirevision keeps the user's zoom and hidden traces when a live chart redraws
-        "uirevision": "keep", "hovermode": "x unified" if len(traces) <= 10 else "closest",
-    }
+                       "mode": "lines" if len(part) > 1 else "markers", "line": {"width": 1.5},
+                       "hovertemplate": f"{name}<br>%{{x}}: %{{y:.4g}}<extra></extra>"})
+    layout = _layout(title, height, X_TITLES.get(x, x), y_title, len(traces))
+    if not df.empty and set(df["name"]) <= set(ACCURACY_METRICS):
+        layout["yaxis"]["range"] = [0.0, 1.0]
+    elif log_y:
+        layout["yaxis"]["type"] = "log"
+    elif (y_range := _axis_range(df["value"].to_numpy(dtype=float))) is not None:
+        layout["yaxis"]["range"] = y_range
+    if not df.empty and (x_range := _axis_range(df[column].to_numpy(dtype=float))) is not None:
+        layout["xaxis"]["range"] = x_range
+        if float(df[column].iloc[0]).is_integer():  # steps, images: no tick at step 0.5
+            layout["xaxis"]["dtick"] = max(1, round(x_range[1] / 4))
     return _figure(traces, layout)
+
+
+def empty_figure(title: str, message: str = "no points yet", height: int = 360) -> go.Figure:
+    """A chart's frame with a message in it: the page keeps its layout while a curve has no points."""
+    layout = _layout(title, height, "", "", 0)
+    layout.update(showlegend=False, xaxis={"visible": False}, yaxis={"visible": False},
+                  annotations=[{"text": message, "showarrow": False, "xref": "paper", "yref": "paper",
+                                "x": 0.5, "y": 0.5, "font": {"size": 14, "color": "gray"}}])
+    return _figure([], layout)
 
 
 def subset_accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
@@ -113,7 +159,8 @@ def subset_accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
         traces.append({"type": "scatter", "x": part["subset_size"].astype("float64").to_numpy(),
                        "y": part["accuracy_mean"].to_numpy(), "name": f"batch {batch}", "mode": "lines+markers",
                        "error_y": {"type": "data", "array": std.fillna(0).to_numpy(), "visible": bool(std.notna().any())}})
-    layout = {"title": {"text": title}, "height": 340, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-              "xaxis": {"title": {"text": "data subset (images)"}},
-              "yaxis": {"title": {"text": "linear top-1 accuracy"}}, "legend": {"orientation": "h", "y": -0.25}}
+    layout = _layout(title, 340, "data subset (images)", "linear top-1 accuracy", len(traces))
+    layout["yaxis"]["range"] = [0.0, 1.0]
+    if (x_range := _axis_range(table["subset_size"].astype("float64").to_numpy())) is not None:
+        layout["xaxis"]["range"] = x_range
     return _figure(traces, layout)

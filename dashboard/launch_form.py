@@ -27,11 +27,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Model": ("encoder", "stem", "projection_dim"),
     "Optimisation": ("optimizer", "batch_size", "epochs", "lr", "weight_decay", "warmup_epochs", "temperature"),
     "Augmentation": ("jitter_strength", "augment_backend"),
-    "Run": ("seed", "device", "devices", "sync_batchnorm", "precision", "eval_every", "knn_k", "knn_temperature"),
+    "Run": ("seed", "device", "devices", "sync_batchnorm", "precision", "compile", "eval_every", "knn_k",
+            "knn_temperature"),
 }
 # Shown folded away: the seed experiment never changes them.
 ADVANCED = {"projection_dim", "weight_decay", "warmup_epochs", "temperature", "augment_backend", "device",
-            "devices", "sync_batchnorm", "precision", "knn_k", "knn_temperature", "eval_every"}
+            "devices", "sync_batchnorm", "precision", "compile", "knn_k", "knn_temperature", "eval_every"}
 
 # The seed experiment: ResNet18 + LARS over data subset x batch size (the table in docs/design.md).
 SEED_PRESET: dict[str, list[str]] = {"encoder": ["resnet18"], "optimizer": ["lars"],

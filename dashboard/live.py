@@ -10,14 +10,16 @@ the point budget (charts.downsample) when it grows past it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
 from dashboard import charts
+from dashboard.estimate import eta_s
 from db import views
+from db.status import RUNNING
 
 SORT = ["run_id", "name", "step"]
 REFRESH_EVERY_S = 1.5  # a new point reaches the screen within this plus one query (~2 s target)
@@ -61,3 +63,18 @@ def series(key: str, engine: Engine, run_ids: Sequence[int], names: Sequence[str
         cache = LiveSeries(*wanted)
         st.session_state[key] = cache
     return cache.refresh(engine)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _timings(_engine: Engine, url: str) -> list[dict[str, Any]]:
+    # Finished runs' phase times change only when a run finishes: read them twice a minute, not per redraw.
+    return views.run_timings(_engine)
+
+
+def etas(engine: Engine, runs: Sequence[dict[str, Any]]) -> dict[int, float | None]:
+    """{run id: seconds left} for the running runs among `runs` (rows of db.views.run_summaries)."""
+    running = [r for r in runs if r["status"] == RUNNING]
+    if not running:
+        return {}
+    history = _timings(engine, engine.url.render_as_string())
+    return {r["id"]: eta_s(r, history) for r in running}

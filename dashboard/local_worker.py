@@ -1,12 +1,17 @@
 """The worker the dashboard starts by itself, so `streamlit run dashboard/app.py` alone runs jobs.
 
+`./lab.sh serve` starts a background worker before the server (`python -m engine worker --detach`);
+this is the fallback for when none is alive: a bare `streamlit run`, or after that worker exited
+for being idle. Both are the same kind of worker: detached, logging to runs/worker.log, exiting
+after LOCAL_IDLE_EXIT_S with nothing to do, stopped by `python -m engine worker --stop`.
+
 Rules:
 - Only when no live worker heartbeats in the `workers` table (another machine's worker counts:
   with PostgreSQL the jobs may well run elsewhere) and SIMCLR_NO_LOCAL_WORKER is not set (the
   Procfile's web line sets it because its worker line runs one).
 - Detached with start_new_session=True: Ctrl-C in the server's terminal goes to the server's
-  process group, and must not interrupt training mid-step. The server stops the worker itself,
-  in order, when it exits (SIGTERM: the worker drains, see engine/jobs/worker.py).
+  process group, and must not interrupt training mid-step. The server does NOT stop it when it
+  exits: runs outlive the dashboard, as with every experiment tracker.
 - Reaped: a thread waits on the process, so a worker that dies never lingers as a zombie; the next
   page view notices and starts another, backing off when it keeps dying at once.
 - One per server process and database (held in st.cache_resource by app.py), guarded by a lock
@@ -15,9 +20,7 @@ Rules:
 
 from __future__ import annotations
 
-import atexit
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,8 +31,8 @@ from typing import Callable, Sequence
 
 from sqlalchemy import Engine
 
-from db.config import PROJECT_ROOT, runs_root
-from db.queue import live_workers
+from db.config import PROJECT_ROOT
+from db.queue import LOCAL_IDLE_EXIT_S, live_workers, local_worker_log
 
 DISABLE_ENV = "SIMCLR_NO_LOCAL_WORKER"
 CHECK_EVERY_S = 5.0  # how often page views may look at the workers table at all
@@ -43,7 +46,7 @@ def disabled() -> bool:
 
 def default_command() -> list[str]:
     # The database travels in SIMCLR_DB (see env below), the same way the server got it.
-    return [sys.executable, "-m", "engine", "worker"]
+    return [sys.executable, "-m", "engine", "worker", "--idle-exit", f"{LOCAL_IDLE_EXIT_S:g}"]
 
 
 @dataclass
@@ -55,6 +58,7 @@ class LocalWorker:
     last_check: float = 0.0
     retry_after: float = 0.0
     last_exit: str | None = None  # why the last one ended, for the sidebar
+    last_status: str = "waiting for a worker"  # what the last look at the workers table found
     log_path: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,27 +72,29 @@ class LocalWorker:
         now = time.time() if now is None else now
         with self._lock:
             if self.alive():
-                return f"local worker running (pid {self.proc.pid})"
+                return f"local worker running (pid {self.proc.pid}; log {self.log_path})"
             if now - self.last_check < CHECK_EVERY_S and self.last_check:
                 return self._status_without_check()
             self.last_check = now
             others = live_workers(engine)  # each heartbeating within its own --stale-after
             if others:
-                return f"{len(others)} worker{'s' if len(others) > 1 else ''} alive"
+                where = ", ".join(f"pid {w['pid']} on {w['hostname']}" for w in others)
+                self.last_status = f"{len(others)} worker{'s' if len(others) > 1 else ''} alive ({where})"
+                return self.last_status
             if now < self.retry_after:
                 return f"local worker failed ({self.last_exit}); retrying in {int(self.retry_after - now)} s"
             self._start(now)
-            return f"local worker started (pid {self.proc.pid})"
+            return f"local worker started (pid {self.proc.pid}; log {self.log_path})"
 
     def _status_without_check(self) -> str:
+        # Between looks (every CHECK_EVERY_S), repeat what the last one found rather than "waiting".
         if self.last_exit:
             return f"local worker ended: {self.last_exit}"
-        return "waiting for a worker"
+        return self.last_status
 
     def _start(self, now: float) -> None:
-        log_dir = runs_root()
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / "local-worker.log"
+        self.log_path = local_worker_log()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "SIMCLR_DB": self.db_url}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(list(self.command()), cwd=PROJECT_ROOT, env=env,
@@ -106,34 +112,3 @@ class LocalWorker:
             if lived < QUICK_DEATH_S:
                 self.retry_after = time.time() + BACKOFF_S
             self.last_check = 0.0  # look again at the next page view
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask our worker to finish (SIGTERM twice: stop now and requeue its runs), then wait a little."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        for _ in range(2):  # the worker drains on the first signal and stops its runs on the second
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                return
-            time.sleep(0.5)  # two separate signals: one pending signal absorbs a second
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass  # detached on purpose; its runs will be recovered by the next worker if it never ends
-
-
-_instances: list[LocalWorker] = []
-
-
-def create(db_url: str, command: Callable[[], Sequence[str]] = default_command) -> LocalWorker:
-    worker = LocalWorker(db_url, command)
-    _instances.append(worker)
-    return worker
-
-
-@atexit.register
-def _stop_all() -> None:
-    for worker in _instances:
-        worker.stop()

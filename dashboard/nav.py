@@ -25,7 +25,8 @@ LAUNCH = PageSpec("screens/launch.py", "Launch", ":material/rocket_launch:", "la
 RUNS = PageSpec("screens/runs.py", "Runs", ":material/table_rows:", "runs")
 RUN = PageSpec("screens/run_detail.py", "Run detail", ":material/monitoring:", "run")
 COMPARE = PageSpec("screens/compare.py", "Compare", ":material/compare_arrows:", "compare")
-ALL = (LAUNCH, RUNS, RUN, COMPARE)
+WORKERS = PageSpec("screens/workers.py", "Workers", ":material/dns:", "workers")
+ALL = (LAUNCH, RUNS, RUN, COMPARE, WORKERS)
 
 
 def pages() -> list[st.Page]:
@@ -39,9 +40,11 @@ def switch(spec: PageSpec, **query_params: str) -> None:
 
 
 CLONE_KEY = "launch_clone_config"  # read (once) by screens/launch.py
+CLONE_FROM_KEY = "launch_clone_from"  # the cloned run's label, for the form's confirmation
 
 
-def clone_into_launch(config: dict) -> None:
+def clone_into_launch(config: dict, label: str = "the run") -> None:
     """Open the launch form pre-filled with `config` (a stored run's), to change and launch again."""
     st.session_state[CLONE_KEY] = dict(config)
+    st.session_state[CLONE_FROM_KEY] = label
     switch(LAUNCH)

@@ -23,15 +23,22 @@ ROW_KEYS = ("subset_size", "batch_size")  # the rows of each table
 REPEAT_KEY = "seed"  # runs differing only here are repeats of one cell
 
 
+def _values(runs: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Config field -> its value in each run (the default where a stored config lacks it)."""
+    return {f.name: [(r.get("config") or {}).get(f.name, f.default) for r in runs] for f in config_fields()}
+
+
+def varying_fields(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The config fields whose values differ among `runs`, in RunConfig order."""
+    return [name for name, values in _values(runs).items() if len({repr(v) for v in values}) > 1]
+
+
 def config_diff(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Fields whose values differ among `runs` (rows, in RunConfig order) x runs (columns)."""
     if not runs:
         return pd.DataFrame()
-    rows = {}
-    for f in config_fields():
-        values = [(r.get("config") or {}).get(f.name, f.default) for r in runs]
-        if len({repr(v) for v in values}) > 1:
-            rows[f.name] = [value_text(v) or "(default)" for v in values]
+    values = _values(runs)
+    rows = {name: [value_text(v) or "(default)" for v in values[name]] for name in varying_fields(runs)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=[run_label(r) for r in runs])
 
 

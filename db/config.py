@@ -24,6 +24,7 @@ ENCODERS = ("resnet18", "resnet50")
 STEMS = ("cifar", "imagenet")
 OPTIMIZERS = ("lars", "adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("auto", "on", "off")
 AUGMENT_BACKENDS = ("batched", "reference")
 SYNC_BATCHNORM = ("auto", "on", "off")
 
@@ -104,6 +105,10 @@ class RunConfig:
         "SyncBatchNorm needs GPUs, so CPU processes normalise per process)", choices=SYNC_BATCHNORM))
     precision: str = field(default="auto", metadata=_opt(
         "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS))
+    compile: str = field(default="auto", metadata=_opt(
+        "torch.compile the model: auto (on with CUDA; off on the CPU, where compiling takes minutes and "
+        "gains little), on, off. The first step then includes the compilation: the log shows its time "
+        "and images/s leaves it out", choices=COMPILE_MODES))
     eval_every: int = field(default=5, metadata=_opt(
         "run the kNN monitor every this many epochs (and always at the end)", min=1, max=100000))
     knn_k: int = field(default=200, metadata=_opt("neighbours in the kNN monitor", min=1, max=10000))
@@ -300,3 +305,11 @@ def runs_root() -> Path:
 
 def run_dir(run_id: int) -> Path:
     return runs_root() / str(run_id)
+
+
+# What a run leaves in its folder (the engine writes them, the dashboard reads them without torch).
+CHECKPOINT_FILE = "checkpoint.pt"  # everything needed to resume, rewritten every epoch
+CHECKPOINT_INFO_FILE = "checkpoint.json"  # {epoch, step, saved_at} of that checkpoint
+ENCODER_FILE = "encoder.pt"  # the trained encoder alone, a torchvision ResNet state dict (at completion)
+ENCODER_INFO_FILE = "encoder.json"  # how to load it: encoder, stem, feature_dim, normalization, epoch, step
+INSIGHTS_FILE = "insights.npz"  # nearest neighbours and the 2-D feature map (at completion)

@@ -50,6 +50,8 @@ class Run(Base):
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
+    # What a running run is doing now (db.status.PHASES); None when it is not running.
+    phase: Mapped[str | None] = mapped_column(String(16))
 
     # Summary of results (None until known).
     final_loss: Mapped[float | None] = mapped_column(Float)
@@ -58,6 +60,10 @@ class Run(Base):
     linear_top1: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     subset_indices: Mapped[list | None] = mapped_column(JSON)
+
+    # Annotations people add afterwards (db/annotations.py): sorted distinct tags, free text.
+    tags: Mapped[list | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Metric(Base):

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from db.config import RunConfig
 from db.models import metrics, runs
 from db.session import read_tx, write_tx
-from db.status import QUEUED, utcnow
+from db.status import PHASES, QUEUED, RUNNING, utcnow
 
 
 def run_values(cfg: RunConfig, *, name: str | None = None, sweep_id: str | None = None,
@@ -68,6 +68,14 @@ def update_run(engine: Engine, run_id: int, **values: Any) -> None:
         conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
+def set_phase(engine: Engine, run_id: int, phase: str) -> None:
+    """Record what the running run does now (db.status.PHASES); only while it is running."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
+    with write_tx(engine) as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status == RUNNING).values(phase=phase))
+
+
 def _upsert(conn: Connection):  # noqa: ANN202
     """INSERT ... ON CONFLICT (run_id, name, step) DO UPDATE, for the backend in use."""
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
@@ -106,10 +114,26 @@ def record_start(engine: Engine, run_id: int, *, total_steps: int, device: str,
                subset_indices=subset_indices)
 
 
+# Device-use samples (engine/jobs/sysmon.py) are numbered by sample, not by training step, and record
+# wall-clock facts that a resumed run does not replay: they are never dropped on resume.
+SYSTEM_PREFIX = "sys/"
+SYS_CPU, SYS_MEMORY, SYS_GPU_UTIL, SYS_GPU_MEMORY = (f"{SYSTEM_PREFIX}{n}" for n in
+                                                     ("cpu_percent", "memory_mb", "gpu_util", "gpu_memory_mb"))
+
+
 def delete_metrics_after(engine: Engine, run_id: int, step: int) -> int:
     """Drop rows logged after `step` (the last checkpoint) before a resumed run replays them."""
     with write_tx(engine) as conn:
-        return conn.execute(delete(metrics).where(metrics.c.run_id == run_id, metrics.c.step > step)).rowcount
+        return conn.execute(delete(metrics).where(metrics.c.run_id == run_id, metrics.c.step > step,
+                                                  ~metrics.c.name.startswith(SYSTEM_PREFIX))).rowcount
+
+
+def next_metric_step(engine: Engine, run_id: int, name: str) -> int:
+    """One past the highest step of a series (0 when empty): where a resumed sample counter goes on."""
+    query = select(func.coalesce(func.max(metrics.c.step) + 1, 0)).where(metrics.c.run_id == run_id,
+                                                                         metrics.c.name == name)
+    with read_tx(engine) as conn:
+        return conn.execute(query).scalar_one()
 
 
 def metric_rows(engine: Engine, run_ids: Sequence[int], names: Sequence[str] | None = None, *,

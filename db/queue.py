@@ -13,21 +13,30 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, Select, func, insert, select, update
 
-from db.config import ConfigError, RunConfig
+from db.config import ConfigError, RunConfig, runs_root
 from db.heartbeat import STALE_AFTER_S, is_stale, last_sign_of_life
 from db.models import runs, workers
 from db.queries import run_values
 from db.session import is_sqlite, read_tx, write_tx
-from db.status import ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, IllegalTransition, \
-    transition, utcnow
+from db.status import (ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, STARTING, IllegalTransition,
+                       transition, utcnow)
 
 # The claimant (worker_id) a run's process was started for, when the process may start late (a Ray
 # job waiting for resources); with its attempt number (argv) it is the claim the process checks.
 CLAIM_ENV = "SIMCLR_CLAIM"
+# The background worker `./lab.sh serve` and the dashboard start exits after this long with nothing
+# to do (so it does not linger for days); the next `serve` or page view starts another.
+LOCAL_IDLE_EXIT_S = 1800.0
+
+
+def local_worker_log() -> Path:
+    """The log of the background worker on this machine (`worker --detach`, or the dashboard's)."""
+    return runs_root() / "worker.log"
 
 
 class NoSuchRun(LookupError):
@@ -36,7 +45,7 @@ class NoSuchRun(LookupError):
 
 # ---------------------------------------------------------------------------------------- cancel
 def request_cancel(engine: Engine, run_id: int) -> str:
-    """Cancel a run: a queued one at once, a running one at its next step boundary.
+    """Cancel a run: a queued one at once, a running one at its next step or evaluation batch.
 
     Returns what happened, in words, for the CLI and the dashboard.
     """
@@ -49,8 +58,58 @@ def request_cancel(engine: Engine, run_id: int) -> str:
             return f"run {run_id} cancelled (it was queued)"
         if run["status"] in (QUEUED, RUNNING):  # queued lost a race to a worker: now running
             conn.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested=True))
-            return f"run {run_id} will stop at its next step and end cancelled"
+            return f"run {run_id} will stop within seconds (at its next step or evaluation batch) and end cancelled"
         return f"run {run_id} is already {run['status']}; nothing to cancel"
+
+
+# ---------------------------------------------------------------------------------------- resume
+class CannotResume(ConfigError):
+    """The run cannot be resumed now; the message says why."""
+
+    def __init__(self, message: str):
+        super().__init__("resume", message)
+
+
+RESUMABLE = (FAILED, CANCELLED)
+
+
+def requeue_for_resume(conn: Connection, run_id: int) -> str:
+    """Put a failed, cancelled or dead run back in the queue, to continue from its last checkpoint.
+
+    One rule for `train --resume` (`claim_for_resume` claims it in the same transaction) and the
+    dashboard's Resume button (a worker claims it). Returns the status it had. Raises CannotResume
+    for a completed run or a running one that is not stale by its worker's limit. A queued run is
+    left as it is.
+    """
+    run = _locked_run(conn, run_id, with_limit=True)
+    if run is None:
+        raise CannotResume(f"no run with id {run_id}")
+    status = run["status"]
+    if status == COMPLETED:
+        raise CannotResume(f"run {run_id} is already completed")
+    if status == RUNNING and not is_stale(run, utcnow()):
+        last = last_sign_of_life(run)
+        age = f"heartbeat {(utcnow() - last).seconds} s ago" if last else "no heartbeat yet"
+        raise CannotResume(f"run {run_id} is running ({age}); cancel it first or wait until it is stale")
+    if status != QUEUED:
+        # A fresh start for the new attempt: no pending cancel, no old error, no old claim.
+        transition(conn, run_id, QUEUED, expect=status, cancel_requested=False, error=None, worker_id=None,
+                   pid=None, heartbeat_at=None)
+    return status
+
+
+def resume_runs(engine: Engine, run_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Requeue each run for resuming; [(run id, what happened in words)]. One bad run stops none of the others."""
+    out = []
+    for run_id in run_ids:
+        try:
+            with write_tx(engine) as conn:
+                was = requeue_for_resume(conn, run_id)
+            out.append((run_id, f"run {run_id} queued to resume from its last checkpoint (it was {was})"
+                        if was != QUEUED else f"run {run_id} is already queued"))
+        except CannotResume as e:
+            out.append((run_id, e.message))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- claim
@@ -103,6 +162,7 @@ def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int 
         update(runs)
         .where(runs.c.id == pick.scalar_subquery(), runs.c.status == QUEUED)
         .values(status=RUNNING, worker_id=worker_id, device=device, pid=pid, executor=executor, heartbeat_at=now,
+                phase=STARTING,
                 # started_at is the first start; a retried run keeps it (attempts tells the rest).
                 started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1,
                 # A resubmitted run starts clean: an old cancel request or error is not this attempt's.
@@ -128,21 +188,10 @@ def create_and_claim(engine: Engine, cfg: RunConfig, worker_id: str, *, name: st
 
 def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | None = None,
                      executor: str | None = None) -> dict[str, Any]:
-    """Requeue run `run_id` (failed, cancelled, or running but stale) and claim it, in one transaction
-    so that no worker can take it in between; ConfigError("resume", why) when it cannot be resumed."""
+    """Requeue run `run_id` (`requeue_for_resume`) and claim it, in one transaction so that no worker
+    can take it in between; CannotResume (a ConfigError on "resume") when it cannot be resumed."""
     with write_tx(engine) as conn:
-        run = _locked_run(conn, run_id, with_limit=True)
-        if run is None:
-            raise ConfigError("resume", f"no run with id {run_id}")
-        status = run["status"]
-        if status == COMPLETED:
-            raise ConfigError("resume", f"run {run_id} is already completed")
-        if status == RUNNING and not is_stale(run, utcnow()):
-            last = last_sign_of_life(run)
-            age = f"heartbeat {(utcnow() - last).seconds} s ago" if last else "no heartbeat yet"
-            raise ConfigError("resume", f"run {run_id} is running ({age}); cancel it first or wait until it is stale")
-        if status != QUEUED:
-            transition(conn, run_id, QUEUED, expect=status)
+        requeue_for_resume(conn, run_id)
         claimed = _claim(conn, worker_id, None, run_id=run_id, pid=pid, executor=executor)
         assert claimed is not None, "a queued run under our write lock must be claimable"
         return claimed

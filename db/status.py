@@ -19,6 +19,10 @@ QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed"
 STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
 FINISHED = (COMPLETED, FAILED, CANCELLED)
 
+# What a running run is doing (runs.phase), set by the trainer through db.queries.set_phase.
+STARTING, TRAINING, KNN, PROBE, CHECKPOINT = "starting", "training", "kNN", "linear probe", "checkpoint"
+PHASES = (STARTING, TRAINING, KNN, PROBE, CHECKPOINT)
+
 ALLOWED: dict[str, tuple[str, ...]] = {
     QUEUED: (RUNNING, CANCELLED),
     RUNNING: (COMPLETED, FAILED, CANCELLED, QUEUED),
@@ -60,6 +64,8 @@ def transition(conn: Connection, run_id: int, new: str, *, expect: str | tuple[s
         values.setdefault("finished_at", utcnow())
     elif new == QUEUED:
         values.setdefault("finished_at", None)
+    # A run that is not running is doing nothing; a newly claimed one is starting (loading data).
+    values.setdefault("phase", STARTING if new == RUNNING else None)
     query = update(runs).where(runs.c.id == run_id, runs.c.status.in_(sources))
     if claimed_by is not None:
         query = query.where(runs.c.worker_id == claimed_by)

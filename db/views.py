@@ -7,14 +7,13 @@ columns); the dashboard turns them into pandas frames itself, which keeps pandas
 
 from __future__ import annotations
 
-import statistics
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.heartbeat import is_stale, last_sign_of_life
+from db.heartbeat import STALE_AFTER_S, is_stale, last_sign_of_life
 from db.models import metrics, runs, workers
 from db.session import read_tx
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, utcnow
@@ -30,8 +29,8 @@ DISPLAY_STATUSES = (QUEUED, RUNNING, CANCELLING, DEAD, COMPLETED, FAILED, CANCEL
 SUMMARY_COLUMNS = (
     "id", "name", "status", "config", "dataset", "encoder", "optimizer", "batch_size", "subset_size",
     "epochs", "sweep_id", "created_at", "started_at", "finished_at", "heartbeat_at", "device", "worker_id", "executor",
-    "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps",
-    "final_loss", "knn_top1", "linear_loss", "linear_top1", "error",
+    "log_path", "checkpoint_path", "attempts", "cancel_requested", "epoch", "step", "total_steps", "phase",
+    "final_loss", "knn_top1", "linear_loss", "linear_top1", "error", "tags", "note",
 )
 METRIC_COLUMNS = ("id", "run_id", "name", "step", "epoch", "value", "time")
 
@@ -56,6 +55,9 @@ def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_
         _latest("knn/top1", metrics.c.value).label("latest_knn_top1"),
         _latest("linear/loss", metrics.c.value).label("latest_linear_loss"),
         _latest("linear/top1", metrics.c.value).label("latest_linear_top1"),
+        # For a running run's ETA: its current speed and how long its own kNN pass took.
+        _latest("train/images_per_sec", metrics.c.value).label("latest_images_per_sec"),
+        _latest("time/knn_s", metrics.c.value).label("latest_knn_s"),
         workers.c.stale_after_s,
     ).select_from(runs.outerjoin(workers, runs.c.worker_id == workers.c.id)).order_by(runs.c.id.desc())
     if sweep_id:
@@ -104,15 +106,21 @@ def display_status(run: dict[str, Any], now: datetime) -> str:
     return CANCELLING if run.get("cancel_requested") else RUNNING
 
 
+# Progress of a run that is not completed stops short of full: after its last step a run still
+# evaluates (kNN, linear probe) and may yet fail, so 100 % means done and nothing else.
+NOT_DONE_MAX = 0.99
+
+
 def progress(run: dict[str, Any]) -> float:
-    """Fraction done, 0..1: completed runs are full; else steps (or epochs) done over the total."""
+    """Fraction done, 0..1: completed runs are full; else steps (or epochs) done over the total,
+    at most NOT_DONE_MAX."""
     if run["status"] == COMPLETED:
         return 1.0
     if run.get("total_steps"):
         step = max(run.get("step") or 0, run.get("latest_step") or 0)
-        return min(1.0, step / run["total_steps"])
+        return min(NOT_DONE_MAX, step / run["total_steps"])
     done = max(float(run.get("epoch") or 0), float(run.get("latest_epoch") or 0))
-    return min(1.0, done / run["epochs"]) if run.get("epochs") else 0.0
+    return min(NOT_DONE_MAX, done / run["epochs"]) if run.get("epochs") else 0.0
 
 
 def duration_s(run: dict[str, Any], now: datetime) -> float | None:
@@ -246,21 +254,86 @@ def metric_names(engine: Engine, run_ids: Sequence[int]) -> list[str]:
     return sorted(found)
 
 
-def observed_throughput(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
-    """Per recent run that logged speed: its config, device and median train/images_per_sec.
+TIMING_METRICS = ("time/epoch_s", "time/knn_s", "time/linear_s", "time/checkpoint_s")
 
-    The launch form's time estimate prefers these measured speeds to a FLOP-count guess.
+
+def run_timings(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """What recent completed runs took, phase by phase, for estimates of runs like them.
+
+    Only completed runs of one attempt: a cancelled or failed run stopped part-way, and a retried
+    run's duration spans processes. Per run: config, device, duration_s (start to finish), and
+    each time/* metric's values in step order (epoch_s: one per epoch, knn_s: one per kNN pass,
+    linear_s: one, checkpoint_s: one per epoch), as the trainer measured them.
     """
-    recent = (select(runs.c.id, runs.c.config, runs.c.device).where(runs.c.started_at.is_not(None))
+    recent = (select(runs.c.id, runs.c.config, runs.c.device, runs.c.started_at, runs.c.finished_at)
+              .where(runs.c.status == COMPLETED, runs.c.attempts == 1, runs.c.started_at.is_not(None),
+                     runs.c.finished_at.is_not(None))
               .order_by(runs.c.id.desc()).limit(limit))
     with read_tx(engine) as conn:
-        by_id = {r.id: r for r in conn.execute(recent)}
-        if not by_id:
+        found = {r.id: {"id": r.id, "config": r.config, "device": r.device,
+                        "duration_s": (r.finished_at - r.started_at).total_seconds(),
+                        **{name: [] for name in TIMING_METRICS}} for r in conn.execute(recent)}
+        if not found:
             return []
-        speeds: dict[int, list[float]] = {}
-        q = select(metrics.c.run_id, metrics.c.value).where(metrics.c.run_id.in_(list(by_id)),
-                                                             metrics.c.name == "train/images_per_sec")
-        for run_id, value in conn.execute(q):
-            speeds.setdefault(run_id, []).append(value)
-    return [{"id": rid, "config": by_id[rid].config, "device": by_id[rid].device,
-             "images_per_sec": statistics.median(v)} for rid, v in speeds.items() if v]
+        q = (select(metrics.c.run_id, metrics.c.name, metrics.c.value)
+             .where(metrics.c.run_id.in_(list(found)), metrics.c.name.in_(TIMING_METRICS))
+             .order_by(metrics.c.run_id, metrics.c.name, metrics.c.step))
+        for run_id, name, value in conn.execute(q):
+            found[run_id][name].append(value)
+    # Runs from before the trainer measured its phases have no epoch times: nothing to learn from.
+    return [r for r in found.values() if r["time/epoch_s"]]
+
+
+# ------------------------------------------------------------------------------------- workers
+WORKER_ALIVE, WORKER_STOPPED, WORKER_LOST = "alive", "stopped", "lost"
+
+
+def workers_overview(engine: Engine, *, limit: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every live worker and the `limit` most recent stopped or lost ones, live first, each with its runs.
+
+    `state`: alive (heartbeat within its own --stale-after, stored with it), stopped (said goodbye)
+    or lost (went silent); `running`: [{id, name, device, step, total_steps}] of the runs it holds now.
+    """
+    now = now or utcnow()
+    unstopped = workers.c.stopped_at.is_(None)
+    # Each worker has its own limit; in SQL, keep every worker within the largest of them (the
+    # exact state is decided per worker below, by the same rule as runs: db.heartbeat.is_stale).
+    widest = select(func.max(func.coalesce(workers.c.stale_after_s, STALE_AFTER_S))).where(unstopped)
+    with read_tx(engine) as conn:
+        widest_s = conn.execute(widest).scalar() or STALE_AFTER_S
+    alive = unstopped & (workers.c.heartbeat_at >= now - timedelta(seconds=widest_s))
+    # Every live worker however old, then the newest `limit` of the others (the registry keeps all).
+    query = union_all(select(workers).where(alive),
+                      select(workers).where(~alive).order_by(workers.c.started_at.desc()).limit(limit).subquery()
+                      .select()).subquery()
+    query = select(query).order_by(query.c.started_at.desc())
+    held = (select(runs.c.id, runs.c.name, runs.c.worker_id, runs.c.device, runs.c.step, runs.c.total_steps,
+                   runs.c.epoch, runs.c.epochs)
+            .where(runs.c.status == RUNNING).order_by(runs.c.id))
+    with read_tx(engine) as conn:
+        found = [dict(r) for r in conn.execute(query).mappings()]
+        by_worker: dict[str, list[dict[str, Any]]] = {}
+        for r in conn.execute(held.where(runs.c.worker_id.in_([w["id"] for w in found]))).mappings():
+            by_worker.setdefault(r["worker_id"], []).append(dict(r))
+    for w in found:
+        w["heartbeat_age_s"] = (now - w["heartbeat_at"]).total_seconds()
+        w["state"] = (WORKER_STOPPED if w["stopped_at"] else WORKER_LOST if is_stale(w, now) else WORKER_ALIVE)
+        w["running"] = by_worker.get(w["id"], [])
+    order = {WORKER_ALIVE: 0, WORKER_LOST: 1, WORKER_STOPPED: 2}
+    return sorted(found, key=lambda w: order[w["state"]])  # stable: newest first within a state
+
+
+def queued_in_order(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """Queued runs in the order workers will claim them (db.queue.claim_next takes the lowest id)."""
+    query = (select(runs.c.id, runs.c.name, runs.c.sweep_id, runs.c.created_at, runs.c.attempts, runs.c.encoder,
+                    runs.c.batch_size, runs.c.epochs, runs.c.cancel_requested)
+             .where(runs.c.status == QUEUED).order_by(runs.c.id).limit(limit))
+    with read_tx(engine) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def all_tags(engine: Engine) -> list[str]:
+    """Every tag in use, sorted (for the Runs page's tag filter)."""
+    with read_tx(engine) as conn:
+        found = conn.execute(select(runs.c.tags).where(runs.c.tags.is_not(None))).scalars()
+        return sorted({t for tags in found for t in tags or []})

@@ -1,6 +1,7 @@
 """Compare: runs side by side. Overlaid curves, the config diff, and the seed experiment's table.
 
-Pick runs (deep link ?runs=3,4,5) or a whole sweep (?sweep=ID). Not live on purpose: comparisons
+Pick runs (deep link ?runs=3,4,5) or a whole sweep (?sweep=ID); the address bar follows the view
+(also &metric=, &x=, &colour=), so a copied link restores it. Not live on purpose: comparisons
 are of finished runs, and a table that reorders itself under the reader is no help.
 """
 
@@ -10,14 +11,15 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from dashboard import charts, results
-from dashboard.common import get_engine, run_label
+from dashboard import charts, results, sweep_analysis
+from dashboard.common import get_engine, prepared_download, run_label
 from db import views
 from db.status import COMPLETED
 
 MODE, SWEEP, RUNS = "cmp_mode", "cmp_sweep", "cmp_runs"
 METRIC, X_AXIS, SMOOTH, LOG_Y = "cmp_metric", "cmp_x", "cmp_smooth", "cmp_log"
 DEFAULT_RUNS = 24  # with nothing chosen, the newest completed runs
+URL_SETTINGS = {"metric": METRIC, "x": X_AXIS, "colour": sweep_analysis.COLOUR}
 
 
 def _init_from_url(labels: dict[int, str], sweeps: dict[str, int]) -> None:
@@ -26,6 +28,12 @@ def _init_from_url(labels: dict[int, str], sweeps: dict[str, int]) -> None:
         return
     sweep = st.query_params.get("sweep")
     wanted = [int(t) for t in st.query_params.get("runs", "").split(",") if t.strip().isdigit()]
+    # The view's other settings, as a shared link left them (each is checked where it is drawn).
+    for param, key in URL_SETTINGS.items():
+        if param in st.query_params:
+            state[key] = st.query_params[param]
+    if state.get(X_AXIS) not in (None, *charts.X_AXES):
+        del state[X_AXIS]
     if sweep in sweeps:
         state[MODE], state[SWEEP] = "Sweep", sweep
         return
@@ -46,9 +54,22 @@ def _pick(engine: Any) -> list[int]:
         if st.session_state.get(SWEEP) not in sweeps:
             st.session_state[SWEEP] = next(iter(sweeps))
         sweep = st.selectbox("Sweep", list(sweeps), key=SWEEP, format_func=lambda s: f"{s} ({sweeps[s]} runs)")
+        _set_url(sweep=sweep, runs=None)
         return sorted(views.run_ids(engine, sweep_id=sweep))
     st.session_state[RUNS] = [i for i in st.session_state.get(RUNS, []) if i in labels]
-    return sorted(st.multiselect("Runs", list(labels), key=RUNS, format_func=lambda i: labels[i]))
+    chosen = sorted(st.multiselect("Runs", list(labels), key=RUNS, format_func=lambda i: labels[i]))
+    _set_url(sweep=None, runs=",".join(map(str, chosen)) or None)
+    return chosen
+
+
+def _set_url(**params: str | None) -> None:
+    """Keep the address bar in step with the view (None removes a parameter)."""
+    for name, text in params.items():
+        if text is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != text:
+            st.query_params[name] = text
 
 
 def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
@@ -57,7 +78,7 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
     if not names:
         st.caption("No metrics logged yet.")
         return
-    c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
     if st.session_state.get(METRIC) not in names:
         st.session_state[METRIC] = "train/loss" if "train/loss" in names else names[0]
     metric = c1.selectbox("Metric", names, key=METRIC, format_func=lambda n: f"{n} ({charts.METRIC_TITLES.get(n, n)})")
@@ -71,16 +92,17 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
     fig = charts.line_figure(df, x=x, labels={i: run_label(r) for i, r in by_id.items()},
                              title=charts.METRIC_TITLES.get(metric, metric), log_y=log_y, height=420)
     st.plotly_chart(fig, key="cmp_chart", config={"displaylogo": False})
+    _set_url(metric=metric, x=x)
 
     def full_csv() -> bytes:
-        # Every point, not the drawn sample; built only when the button is clicked.
+        # Every point, not the drawn sample.
         full = charts.add_x(charts.frame(views.metric_columns(engine, ids, [metric])), by_id)
         full.insert(1, "run", full["run_id"].map(lambda i: run_label(by_id[i])))
         return full.drop(columns=["id"]).rename(columns={"wall_min": "wall_time_min"}).to_csv(index=False).encode()
 
-    st.download_button("Download curves (CSV, every point)", data=full_csv,
-                       file_name=f"curves-{metric.replace('/', '_')}.csv", mime="text/csv", key="cmp_curves_csv",
-                       on_click="ignore")
+    prepared_download("cmp_curves_csv", "curves (CSV, every point)", full_csv,
+                      file_name=f"curves-{metric.replace('/', '_')}.csv", mime="text/csv",
+                      signature=(tuple(ids), metric, views.max_metric_id(engine)))
 
 
 def _seed_tables(runs: Sequence[dict[str, Any]]) -> None:
@@ -113,12 +135,18 @@ def render() -> None:
     _seed_tables(runs)
     st.subheader("Curves")
     _curves(engine, runs)
+    st.subheader("Sweep analysis")
+    sweep_analysis.section(runs)
+    _set_url(colour=st.session_state.get(sweep_analysis.COLOUR))
     st.subheader("Configuration differences")
     diff = results.config_diff(runs)
     if diff.empty:
         st.caption("All chosen runs have the same configuration." if len(runs) > 1 else "One run chosen.")
     else:
-        st.dataframe(diff, key="cmp_config_diff")
+        # One row per run, one column per differing field: long run names sit in one wide first
+        # column instead of heading (and being cut in) narrow columns; the short field names head them.
+        st.dataframe(diff.T, key="cmp_config_diff",
+                     column_config={"_index": st.column_config.TextColumn("run", width="large")})
 
 
 if __name__ == "__main__":

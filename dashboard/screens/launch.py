@@ -48,7 +48,8 @@ def _prepare_state() -> None:
         for name, text in lf.widget_values_for(clone).items():
             saved[SINGLE + name] = text
         saved[GRID_MODE] = False
-        state[RESULT] = ("info", "Loaded a copy of the run's configuration; change it and launch.")
+        source = state.pop(nav.CLONE_FROM_KEY, None) or "the run"
+        state[RESULT] = ("info", f"Cloned {source}: its configuration is loaded below; change it and launch.")
         for key in [k for k in state if str(k).startswith((SINGLE, GRID))]:
             del state[key]
         state[GRID_MODE] = False
@@ -159,11 +160,11 @@ def _save(grid: bool) -> None:
 
 def _plan_table(plan: lf.Plan) -> tuple[pd.DataFrame, list[float]]:
     engine = get_engine()
-    observed = views.observed_throughput(engine)
+    history = views.run_timings(engine)
     devices = [w["devices"] for w in live_workers(engine)]
     rows, seconds = [], []
     for combo, cfg in plan.runs:
-        est = estimate(cfg, observed, devices)
+        est = estimate(cfg, history, devices)
         seconds.append(est.seconds if est else float("nan"))
         rows.append({**{k: lf.value_text(v) or "all" for k, v in combo.items()},
                      "estimated time": fmt_duration(est.seconds) if est else "unknown",

@@ -1,7 +1,9 @@
-"""Runs: every run with its status and progress, actions, and live curves of the selected runs.
+"""Runs: every run with its status, phase, progress and ETA, actions, and live curves of the selected runs.
 
-The filters sit outside the live fragment (changing them reruns the page); the table, the actions
-and the curves sit inside it and redraw every ~1.5 s without rerunning the rest of the page.
+The filters and the column chooser sit outside the live fragment (changing them reruns the page);
+the table, the actions and the curves sit inside it and redraw every ~1.5 s without rerunning the
+rest of the page. Each action says what it did; an action that cannot apply to the selection is
+disabled (cancel: only queued or running runs; resume: failed, cancelled or dead ones).
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from dashboard import actions, charts, live, nav, run_table
-from dashboard.common import get_engine, run_label
+from dashboard import actions, charts, live, nav, run_filter, run_table
+from dashboard.common import get_engine, md_plain, run_label
 from db import views
 from db.queue import live_workers
 from db.status import QUEUED, RUNNING, utcnow
 
-STATUS_FILTER, SWEEP_FILTER = "runs_status_filter", "runs_sweep_filter"
+STATUS_FILTER, SWEEP_FILTER, COLUMNS = run_filter.STATUS_FILTER, run_filter.SWEEP_FILTER, "runs_columns"
 TABLE = "runs_table"
 CONFIRM_DELETE = "runs_confirm_delete"
 MESSAGE = "runs_message"
@@ -28,42 +30,55 @@ MAX_LIVE_RUNS = 12  # curves for more runs at once belong on Compare
 def render() -> None:
     st.title("Runs")
     engine = get_engine()
+    run_filter.restore_from_url()
+    st.session_state[STATUS_FILTER] = [s for s in st.session_state.get(STATUS_FILTER, [])
+                                       if s in views.DISPLAY_STATUSES]
     sweeps = {s["sweep_id"]: s["runs"] for s in views.sweeps(engine)}
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([3, 3, 1], vertical_alignment="bottom")
     statuses = c1.multiselect("Status", list(views.DISPLAY_STATUSES), key=STATUS_FILTER,
                               help="dead: the run's heartbeat stopped (its worker or machine is gone)")
     if st.session_state.get(SWEEP_FILTER) not in ("", *sweeps):
         st.session_state[SWEEP_FILTER] = ""  # the sweep was deleted meanwhile
     sweep = c2.selectbox("Sweep", ["", *sweeps], key=SWEEP_FILTER,
                          format_func=lambda s: f"{s} ({sweeps[s]} runs)" if s else "all runs")
-    live_section(tuple(statuses), sweep)
+    with c3:
+        columns = run_table.column_chooser(COLUMNS)
+    view = run_filter.controls(views.all_tags(engine))
+    run_filter.write_url()
+    live_section(tuple(statuses), sweep, tuple(columns), view)
 
 
 @st.fragment(run_every=live.REFRESH_EVERY_S)
-def live_section(statuses: tuple[str, ...], sweep: str) -> None:
+def live_section(statuses: tuple[str, ...], sweep: str, columns: tuple[str, ...],
+                 view: run_filter.View = run_filter.View()) -> None:
     engine = get_engine()
     runs = views.run_summaries(engine, status=statuses or None, sweep_id=sweep or None, now=utcnow())
+    runs = run_filter.apply(runs, view)
     _worker_notice(runs)
     message = st.session_state.pop(MESSAGE, None)
     if message:
-        st.info(message)
+        st.success(message)
     if not runs:
         st.info("No runs here yet. Launch some on the Launch page.")
         st.page_link(nav.LAUNCH.path, label="Launch", icon=":material/rocket_launch:")
         return
-    selected = run_table.selectable_table(TABLE, runs)
+    selected = run_table.selectable_table(TABLE, runs, etas=live.etas(engine, runs), columns=columns)
     _actions(selected, {r["id"]: r for r in runs})
     _curves(engine, selected, runs)
 
 
 def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
     if any(r["status"] == QUEUED for r in runs) and not live_workers(get_engine()):
-        st.warning("Runs are queued but no worker is alive. Start one with `python -m engine worker` "
+        st.warning("Runs are queued but no worker is alive. Start one with `python -m engine worker --detach` "
                    "(the dashboard starts one itself unless SIMCLR_NO_LOCAL_WORKER=1).")
 
 
 def _cancel(selected: list[int]) -> None:
     st.session_state[MESSAGE] = "\n\n".join(actions.cancel_runs(get_engine(), selected).messages)
+
+
+def _resume(selected: list[int]) -> None:
+    st.session_state[MESSAGE] = "\n\n".join(actions.resume_runs(get_engine(), selected).messages)
 
 
 def _delete(doomed: list[int]) -> None:
@@ -74,17 +89,26 @@ def _delete(doomed: list[int]) -> None:
 def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
     # Callbacks, not `if st.button(...)`: they run before the next redraw, so the table that follows
     # a click already shows its effect (and no extra rerun is needed).
-    n = len(selected)
-    c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
-    c1.button(f"Cancel ({n})", key="runs_cancel", disabled=not n, on_click=_cancel, args=(list(selected),),
-              help="Queued runs are cancelled at once; running ones stop at their next step.")
-    if c2.button("Clone", key="runs_clone", disabled=n != 1, help="Open the launch form with this run's configuration."):
-        nav.clone_into_launch(by_id[selected[0]]["config"])
-    c3.button(f"Delete ({n})", key="runs_delete", disabled=not n, on_click=st.session_state.__setitem__,
-              args=(CONFIRM_DELETE, list(selected)),
-              help="Delete the runs with their metrics, logs and checkpoints (asks first).")
-    if n == 1:
-        c4.page_link(nav.RUN.path, label=f"Open {run_label(by_id[selected[0]])}", query_params={"run": selected[0]},
+    chosen = [by_id[i] for i in selected]
+    cancellable = [r["id"] for r in chosen if actions.can_cancel(r)]
+    resumable = [r["id"] for r in chosen if actions.can_resume(r)]
+    deletable = [r["id"] for r in chosen if actions.can_delete(r)]
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 3])
+    c1.button(f"Cancel ({len(cancellable)})", key="runs_cancel", disabled=not cancellable, on_click=_cancel,
+              args=(cancellable,), help="Queued runs are cancelled at once; running ones within seconds, "
+                                        "keeping their last checkpoint.")
+    c2.button(f"Resume ({len(resumable)})", key="runs_resume", disabled=not resumable, on_click=_resume,
+              args=(resumable,), help="Queue failed, cancelled or dead runs again; they continue from their last "
+                                      "checkpoint (as `train --resume`).")
+    if c3.button("Clone", key="runs_clone", disabled=len(selected) != 1,
+                 help="Open the launch form with this run's configuration."):
+        nav.clone_into_launch(chosen[0]["config"], run_label(chosen[0]))
+    c4.button(f"Delete ({len(deletable)})", key="runs_delete", disabled=not deletable,
+              on_click=st.session_state.__setitem__, args=(CONFIRM_DELETE, deletable),
+              help="Delete the runs with their metrics, logs and checkpoints (asks first). A running run must be "
+                   "cancelled first.")
+    if len(selected) == 1:
+        c5.page_link(nav.RUN.path, label=f"Open {md_plain(run_label(chosen[0]))}", query_params={"run": selected[0]},
                      icon=":material/monitoring:")
     doomed = st.session_state.get(CONFIRM_DELETE)
     if doomed:
@@ -110,10 +134,9 @@ def _curves(engine: Any, selected: list[int], runs: Sequence[dict[str, Any]]) ->
     for col, metric in ((left, "train/loss"), (right, "knn/top1")):
         part = df[df["name"] == metric]
         with col:
-            if part.empty:
-                st.caption(f"{charts.METRIC_TITLES[metric]}: no points yet")
-                continue
-            fig = charts.line_figure(part, x="epoch", labels=labels, title=charts.METRIC_TITLES[metric])
+            title = charts.METRIC_TITLES[metric]
+            fig = charts.empty_figure(title) if part.empty else \
+                charts.line_figure(part, x="epoch", labels=labels, title=title)
             st.plotly_chart(fig, key=f"runs_chart_{metric}", config={"displaylogo": False})
 
 

@@ -14,7 +14,8 @@ from db.migrate import SchemaError
 from db.queries import get_run, list_runs
 from db.queue import CLAIM_ENV, claim_for_resume, create_and_claim
 from db.session import make_engine, write_tx
-from db.status import FAILED, RUNNING, transition
+from db.status import FAILED, RUNNING, transition, utcnow
+from db.views import display_status
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
 
 
@@ -46,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attempt", type=int, required=True, help="the attempt number of the worker's claim")
     p.set_defaults(func=cmd_execute)
 
+    from engine.jobs.annotate_cli import add_annotation_commands
     from engine.jobs.queue_cli import add_queue_commands
     from engine.jobs.ray_dispatch import add_dispatch_command
 
     add_queue_commands(sub)
+    add_annotation_commands(sub)
     add_dispatch_command(sub)
     return parser
 
@@ -61,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `python -m engine runs | head`: the reader has gone, which is not an error. Point stdout
+        # at /dev/null so that the interpreter's final flush does not raise (and print) again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -146,12 +154,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     db = make_engine(args.db)
     rows = list_runs(db, status=args.status, limit=args.limit)
+    now = utcnow()
     header = f"{'id':>5}  {'status':<10} {'dataset':<13} {'encoder':<9} {'stem':<8} {'opt':<5} " \
              f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6}  name"
     print(header)
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
-        print(f"{r['id']:>5}  {r['status']:<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
+        # The dashboard's word for it: "dead" (no heartbeat) and "cancelling" are running runs too.
+        print(f"{r['id']:>5}  {display_status(r, now):<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
               f"{r['optimizer']:<5} {r['batch_size']:>5} {r['subset_size'] or 'all':>6} {r['epochs']:>6} "
               f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6}  {r['name'] or ''}")
     if not rows:

@@ -20,10 +20,30 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in config_fields():
         m = f.metadata
         default = defaults[f.name].default
-        extra = f" (one of: {', '.join(m['choices'])})" if "choices" in m else ""
-        none_word = " or 'none'" if field_optional(f) else ""
+        allowed = f"one of: {', '.join(m['choices'])}" if "choices" in m else value_range(m)
+        if field_optional(f):
+            allowed = f"{allowed} or 'none'" if allowed else "or 'none'"
+        parts = [m["help"], allowed, f"default {'none' if default is None else default}"]
+        # argparse treats % in help as a format character.
+        text = "; ".join(p for p in parts if p).replace("%", "%%")
         group.add_argument(flag_name(f.name), dest=f.name, default=None, metavar=field_type(f).__name__.upper(),
-                           help=f"{m['help']}{extra}{none_word}; default {default}")
+                           help=text)
+
+
+def value_range(metadata: dict[str, Any]) -> str:
+    """The allowed range from a field's metadata, e.g. "1 <= x <= 8192", "0.0 < x <= 10.0", "x >= 1"."""
+    if "min_exclusive" in metadata:
+        low, low_op = metadata["min_exclusive"], "<"
+    elif "min" in metadata:
+        low, low_op = metadata["min"], "<="
+    else:
+        low, low_op = None, ""
+    high = metadata.get("max")
+    if low is None:
+        return "" if high is None else f"x <= {high}"
+    if high is None:
+        return f"x {low_op.replace('<', '>')} {low}"
+    return f"{low} {low_op} x <= {high}"
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

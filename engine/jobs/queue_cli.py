@@ -11,7 +11,7 @@ import sys
 
 from db.delete import delete_runs
 from db.queries import list_runs
-from db.queue import NoSuchRun, request_cancel
+from db.queue import NoSuchRun, live_workers, request_cancel
 from db.sweep import SweepError, enqueue, expand_grid, parse_grid
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
@@ -41,8 +41,8 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_worker)
 
     p = subparsers.add_parser(
-        "cancel", help="cancel runs: queued ones at once, running ones at their next step",
-        description="A queued run is cancelled at once; a running one stops at its next step boundary, "
+        "cancel", help="cancel runs: queued ones at once, running ones within seconds",
+        description="A queued run is cancelled at once; a running one stops at its next step or evaluation batch, "
                     "keeps its last checkpoint and ends cancelled.")
     p.add_argument("run_ids", nargs="*", type=int, metavar="RUN_ID")
     p.add_argument("--sweep", metavar="SWEEP_ID", help="cancel every queued or running run of this sweep")
@@ -64,8 +64,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         # Every combination is validated before the database is even opened.
         data_memo: dict = {}  # each data source is looked at once, not once per combination
         plan = expand_grid(config_overrides(args), grid, build=lambda v: config_from_values(v, data_memo))
-        sweep_id, queued = enqueue(make_engine(args.db), plan, sweep=bool(grid), name=args.name,
-                                   retries=args.retries)
+        db = make_engine(args.db)
+        sweep_id, queued = enqueue(db, plan, sweep=bool(grid), name=args.name, retries=args.retries)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -75,7 +75,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"queued sweep {sweep_id}: {len(queued)} run{'s' if len(queued) != 1 else ''}")
         for run_id, label in queued:
             print(f"  run {run_id}  {label}")
-    print("start a worker to run them: python -m engine worker", file=sys.stderr)
+    workers = live_workers(db)
+    if workers:
+        where = ", ".join(f"pid {w['pid']} on {w['hostname']}" for w in workers)
+        print(f"{len(workers)} worker{'s' if len(workers) != 1 else ''} alive ({where}): "
+              f"{'it' if len(queued) == 1 else 'they'} will run when a slot is free")
+    else:
+        print("no worker is alive: nothing will run until one starts. Start one in the background with "
+              "`python -m engine worker --detach` (./lab.sh serve does this too)", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable
 
@@ -25,26 +26,32 @@ from db.config import ConfigError, RunConfig, run_dir
 from db.datasets import check_data
 from db.heartbeat import HEARTBEAT_S
 from db.queries import get_run
-from db.queue import beat_run
+from db.queue import beat_run, cancel_requested
 from db.session import write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition
+from engine.jobs.sysmon import SystemMonitor
 from engine.simclr import distributed
 from engine.simclr.metrics_log import NonFiniteLoss
 from engine.simclr.trainer import RunCancelled, RunContext, resolve_device, train
 
+CANCEL_POLL_S = 1.0
+
 
 class Heartbeat(threading.Thread):
-    """Every few seconds: mark the run alive and look for a cancel request.
+    """Every few seconds: mark the run alive; every second: look for a cancel request.
 
     A thread, not the training loop, so that long evaluations and slow first steps still
-    heartbeat. It only sets an Event; the loop stops itself at the next step boundary.
+    heartbeat. It only sets an Event; the loop stops itself at the next step or evaluation batch.
+    The cancel look is a read (no write lock), so doing it every second costs nothing; it is what
+    makes a cancel take seconds, not a heartbeat interval.
     """
 
     def __init__(self, db: Engine, run_id: int, worker_id: str, attempt: int, cancel: threading.Event,
-                 interval_s: float | None = None):
+                 interval_s: float | None = None, cancel_poll_s: float = CANCEL_POLL_S):
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.db, self.run_id, self.worker_id, self.attempt, self.cancel = db, run_id, worker_id, attempt, cancel
         self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
+        self.cancel_poll_s = min(cancel_poll_s, self.interval_s)
         self.lost = False
         self._stop = threading.Event()
 
@@ -57,10 +64,19 @@ class Heartbeat(threading.Thread):
         if state != "ours":
             self.cancel.set()
 
+    def look_for_cancel(self) -> None:
+        if self.run_id in cancel_requested(self.db, [self.run_id]):
+            self.cancel.set()
+
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        last_beat = time.monotonic()
+        while not self._stop.wait(self.cancel_poll_s):
             try:
-                self.beat()
+                if time.monotonic() - last_beat >= self.interval_s:
+                    self.beat()
+                    last_beat = time.monotonic()
+                else:
+                    self.look_for_cancel()
             except Exception as e:  # a busy or briefly unreachable database must not kill training
                 print(f"heartbeat failed: {e}", file=sys.stderr)
 
@@ -109,9 +125,12 @@ def execute_run(db: Engine, run_id: int, attempt: int, *,
     ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step if main else None,
                      log=log if main else _quiet)
     heartbeat = Heartbeat(db, run_id, run["worker_id"], attempt, ctx.cancel)
+    # Device use is sampled by process 0 only (its device): the sys/* series are one per run.
+    monitor = SystemMonitor(db, run_id)
     if main:
         heartbeat.beat()
         heartbeat.start()
+        monitor.start()
     try:
         # The data may have gone, or never been on this machine. Every process checks before any
         # joins the others, so all of them stop here alike.
@@ -143,6 +162,7 @@ def execute_run(db: Engine, run_id: int, attempt: int, *,
         log(f"run {run_id} failed: {values['error']}")
     finally:
         heartbeat.stop()
+        monitor.stop()
         distributed.leave()
     if not main and status != FAILED:
         return status  # process 0 records the outcome (any process may record its own failure)

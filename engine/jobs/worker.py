@@ -1,6 +1,8 @@
 """The worker: claims queued runs and runs each one in its own process, one per slot.
 
     python -m engine worker [--slots N] [--devices cuda:0,cuda:1|cpu] [--db URL] [--stale-after S]
+    python -m engine worker --detach     start one in the background (what `./lab.sh serve` does)
+    python -m engine worker --stop       ask this machine's workers to finish their runs and exit
 
 A run with `devices` > 1 takes a free slot on each of that many different GPUs (or one CPU slot,
 whose cores its processes share) and is started by torchrun, one process per device.
@@ -45,12 +47,12 @@ from sqlalchemy.exc import DBAPIError
 from db import executor, queue
 from db.config import run_dir
 from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
-from db.queue import CLAIM_ENV, Outcome
+from db.queue import CLAIM_ENV, LOCAL_IDLE_EXIT_S, Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
 from engine.jobs.launch import execute_command, process_env, with_processes
 
-# A run asked to cancel stops at its next step boundary on its own; this is the backstop for one
+# A run asked to cancel stops at its next step or evaluation batch on its own; this is the backstop for one
 # that does not (stuck in a long evaluation, hung): after this long it is killed and ends cancelled.
 CANCEL_GRACE_S = 60.0
 
@@ -217,14 +219,16 @@ def _kill_group(pid: int) -> None:
 class Worker:
     def __init__(self, db_url: str | None = None, *, slots: list[Slot], stale_after_s: float = STALE_AFTER_S,
                  poll_s: float = 1.0, heartbeat_s: float = HEARTBEAT_S, cancel_grace_s: float = CANCEL_GRACE_S,
-                 exit_when_idle: bool = False, command: CommandFn = execute_command,
-                 log: Callable[[str], None] | None = None):
+                 exit_when_idle: bool = False, idle_exit_s: float | None = None,
+                 command: CommandFn = execute_command, log: Callable[[str], None] | None = None):
         check_stale_after(stale_after_s)  # before anything starts: a bad limit must not touch the queue
         self.url = db_url or default_url()
         self.engine = make_engine(self.url)  # refuses an outdated schema with the `db upgrade` hint
         self.slots = slots
         self.stale_after_s, self.poll_s, self.heartbeat_s = stale_after_s, poll_s, heartbeat_s
         self.cancel_grace_s, self.exit_when_idle, self.command = cancel_grace_s, exit_when_idle, command
+        self.idle_exit_s = idle_exit_s  # exit after this long with nothing to do (a background worker)
+        self._idle_since: float | None = None
         self.hostname = socket.gethostname()
         self.id = f"{self.hostname}:{os.getpid()}:{int(time.time())}"
         self._log = log or (lambda m: print(m, flush=True))
@@ -316,9 +320,20 @@ class Worker:
 
     def _finished(self) -> bool:
         if self.jobs:
+            self._idle_since = None
             return False
         if self.draining or self.stop_now:
             return True
+        if self.idle_exit_s is not None:
+            if queue.has_queued(self.engine):
+                self._idle_since = None
+            else:
+                now = time.monotonic()
+                self._idle_since = self._idle_since if self._idle_since is not None else now
+                if now - self._idle_since >= self.idle_exit_s:
+                    self.log(f"idle for {self.idle_exit_s:g} s: exiting (the dashboard or "
+                             "`python -m engine worker --detach` starts another)")
+                    return True
         # Idle means nothing queued and nothing running anywhere: a run another worker loses can
         # still come back to the queue, and a worker meant to drain it should be there to take it.
         return self.exit_when_idle and not queue.has_queued(self.engine) and queue.running_count(self.engine) == 0
@@ -469,6 +484,17 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
                         help="seconds between looks at the queue (default 1)")
     parser.add_argument("--exit-when-idle", "--once", dest="exit_when_idle", action="store_true",
                         help="exit once nothing is queued or running (scripts and tests)")
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="S",
+                        help="exit after S seconds with nothing queued and no run of its own "
+                             f"(default: never; with --detach {LOCAL_IDLE_EXIT_S:g})")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--detach", action="store_true",
+                      help="start a worker in the background (own session, log in runs/worker.log) unless one "
+                           "is already alive for this database, print its pid and how to stop it, and return")
+    what.add_argument("--stop", action="store_true",
+                      help="ask the live workers of this database on this machine to stop: they claim nothing "
+                           "more and exit when their running runs finish (with --now: at once, requeueing them)")
+    parser.add_argument("--now", action="store_true", help="with --stop: stop the runs now and requeue them")
 
 
 def worker_from_args(args: argparse.Namespace, *, command: CommandFn = execute_command,
@@ -477,14 +503,26 @@ def worker_from_args(args: argparse.Namespace, *, command: CommandFn = execute_c
     wants_gpu = args.devices is None or "cuda" in args.devices
     slots = plan_slots(args.devices, args.slots, visible_gpus() if wants_gpu else [], threads=threads)
     return Worker(args.db, slots=slots, stale_after_s=args.stale_after, poll_s=args.poll,
-                  exit_when_idle=args.exit_when_idle, command=command, log=log)
+                  exit_when_idle=args.exit_when_idle, idle_exit_s=args.idle_exit, command=command, log=log)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.now and not args.stop:
+        print("error: --now goes with --stop", file=sys.stderr)
+        return 2
+    if args.stop:
+        from engine.jobs.background import stop_local_workers
+
+        return stop_local_workers(args.db, now=args.now)
     try:
-        worker = worker_from_args(args)
+        worker = worker_from_args(args)  # checks the flags before anything is detached
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.detach:
+        from engine.jobs.background import detach
+
+        worker.engine.dispose()
+        return detach(args, db_url=worker.url)
     return worker.run()
 

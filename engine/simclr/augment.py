@@ -197,17 +197,34 @@ def adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
+def group_on_host(device: torch.device) -> bool:
+    """Whether ColorJitter groups images by op, which needs the group sizes on the host.
+
+    On the CPU reading them is free and grouping saves 3 of every 4 op evaluations. On a GPU the
+    read would stall the host once per batch until the device catches up (the host could no
+    longer queue work ahead), so there every op runs on every image and a 0/1 mask keeps its
+    result where it was drawn: 4x the arithmetic, all of it tiny next to the model at 32 px.
+    """
+    return device.type == "cpu"
+
+
 def color_jitter_(img: Tensor, params: AugmentParams) -> Tensor:
     """ColorJitter, in place, on the images whose `params.jitter` is set, each in its own op order.
 
-    At step k every image runs op `order[:, k]`; we group the images by that op so each op runs
-    once per step on just its own images (4 op evaluations per image in all, not 16 with masks).
-    The group sizes are read to the host once per batch: one sync on CUDA, none on the CPU.
+    At step k every image runs op `order[:, k]`. On the CPU we group the images by that op so each
+    op runs once per step on just its own images (4 op evaluations per image in all, not 16 with
+    masks); elsewhere the masked form, which never reads a value back (see `group_on_host`).
     In place because every full-batch allocation costs page faults on the CPU.
     """
     skip = len(_JITTER_OPS)  # pseudo-op for images that drew no jitter
     code = torch.where(params.jitter.unsqueeze(1), params.order, skip)  # [N, 4]
     factors = torch.stack((params.brightness, params.contrast, params.saturation, params.hue), 1)
+    if not group_on_host(img.device):
+        for step in range(4):
+            for op, adjust in enumerate(_JITTER_OPS):
+                # lerp with a 0/1 weight is an exact select
+                img.lerp_(adjust(img, factors[:, op]), _per_image(code[:, step] == op))
+        return img
     steps = torch.arange(4, device=code.device) * (skip + 1)
     counts = torch.bincount((code + steps).flatten(), minlength=4 * (skip + 1)).view(4, skip + 1).tolist()
     for step in range(4):

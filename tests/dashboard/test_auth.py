@@ -46,7 +46,7 @@ def test_password_from_streamlit_secrets_and_deep_link_survives(db) -> None:  # 
     at.run()
     assert [t.key for t in at.text_input] == ["sign_in_password"]
     at = _sign_in(at, "from-secrets")
-    assert any("linked" in s.value for s in at.subheader)  # Run detail of that run
+    assert any("linked" in h.proto.body for h in at.get("html"))  # Run detail of that run (its plain heading)
 
 
 def test_no_password_means_no_gate(app) -> None:  # noqa: ANN001

@@ -1,8 +1,10 @@
-"""The local worker the app starts when no worker is alive: started once, detached, reaped, stopped."""
+"""The local worker the app starts when no worker is alive: started once, detached, reaped, and left
+running when the server stops (runs outlive the dashboard)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -32,17 +34,21 @@ def enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(local_worker.DISABLE_ENV, raising=False)
 
 
-def test_starts_one_detached_worker_and_stops_it(db: Engine, enabled: None, sqlite_url: str) -> None:
+def test_starts_one_detached_worker_with_an_idle_exit(db: Engine, enabled: None, sqlite_url: str) -> None:
     worker = LocalWorker(sqlite_url, _sleeper(60))
     try:
         assert "started" in worker.ensure(db)
         pid = worker.proc.pid
         assert os.getsid(pid) == pid  # its own session: Ctrl-C in the server's terminal does not reach it
-        assert "running" in worker.ensure(db)  # no second worker
+        status = worker.ensure(db)
+        assert "running" in status and "worker.log" in status  # no second worker; the sidebar says where its log is
         assert worker.proc.pid == pid
     finally:
-        worker.stop(timeout_s=5)
+        os.killpg(worker.proc.pid, signal.SIGKILL)
     assert _wait(lambda: worker.proc.poll() is not None)
+    command = local_worker.default_command()
+    assert command[-2:] == ["--idle-exit", f"{local_worker.LOCAL_IDLE_EXIT_S:g}"]
+    assert not hasattr(local_worker, "_stop_all")  # nothing stops it when the server exits
 
 
 def test_a_dead_worker_is_reaped_and_backs_off(db: Engine, enabled: None, sqlite_url: str) -> None:
@@ -59,7 +65,8 @@ def test_a_dead_worker_is_reaped_and_backs_off(db: Engine, enabled: None, sqlite
 def test_not_started_when_a_worker_heartbeats(db: Engine, enabled: None, sqlite_url: str) -> None:
     register_worker(db, "elsewhere:1:0", hostname="elsewhere", pid=1, slots=1, devices="cuda:0")
     worker = LocalWorker(sqlite_url, _sleeper(60))
-    assert worker.ensure(db) == "1 worker alive"
+    assert worker.ensure(db) == "1 worker alive (pid 1 on elsewhere)"
+    assert worker.ensure(db) == "1 worker alive (pid 1 on elsewhere)"  # between looks: what the last one found
     assert worker.proc is None
 
 

@@ -97,3 +97,11 @@ def test_coerce_text_values() -> None:
         coerce_field("nosuch", "1")
     with pytest.raises(ConfigError, match="unknown configuration field"):
         RunConfig.from_dict({"batchsize": 3})
+
+
+def test_compile_field() -> None:
+    assert RunConfig().compile == "auto"
+    assert RunConfig.from_dict({"compile": "on"}).compile == "on"
+    assert RunConfig.from_dict({k: v for k, v in RunConfig().to_dict().items() if k != "compile"}).compile == "auto"
+    with pytest.raises(ConfigError, match="compile: must be one of auto, on, off; got 'yes'"):
+        RunConfig(compile="yes")

@@ -223,7 +223,7 @@ def test_cancel_queued_running_finished_and_missing(engine, make_runs) -> None:
     assert "cancelled (it was queued)" in queue.request_cancel(engine, c)
     assert get_run(engine, c)["status"] == CANCELLED
     queue.claim_next(engine, "w", "cpu")  # a
-    assert "next step" in queue.request_cancel(engine, a)
+    assert "will stop within seconds" in queue.request_cancel(engine, a)
     assert get_run(engine, a)["cancel_requested"] and get_run(engine, a)["status"] == RUNNING
     assert queue.cancel_requested(engine, [a, b]) == {a}
     assert "already cancelled" in queue.request_cancel(engine, c)
@@ -275,3 +275,34 @@ def test_heartbeat_does_not_revive_a_run_another_worker_holds(engine, make_runs)
     make_stale(engine, a)
     queue.heartbeat(engine, "w1", [a])
     assert len(queue.recover_stale(engine, 60)) == 1
+
+
+def test_resume_requeues_failed_cancelled_and_dead_runs_but_not_completed_or_live(sqlite_url: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from db.models import runs
+    from db.queries import create_runs, get_run
+    from db.queue import resume_runs
+    from db.session import make_engine, write_tx
+    from db.status import utcnow
+    from tests.conftest import tiny_config
+
+    engine = make_engine(sqlite_url)
+    ids = create_runs(engine, [tiny_config()] * 5)
+    failed, cancelled, dead, live, done = ids
+    states = {failed: dict(status="failed", error="boom"), cancelled: dict(status="cancelled", cancel_requested=True),
+              dead: dict(status="running", heartbeat_at=utcnow() - timedelta(hours=1), worker_id="gone"),
+              live: dict(status="running", heartbeat_at=utcnow(), worker_id="here"), done: dict(status="completed")}
+    with write_tx(engine) as conn:
+        for run_id, values in states.items():
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+    said = dict(resume_runs(engine, ids))
+    for run_id in (failed, cancelled, dead):
+        run = get_run(engine, run_id)
+        assert run["status"] == "queued" and not run["cancel_requested"] and run["error"] is None, run
+        assert run["worker_id"] is None and "queued to resume" in said[run_id]
+    assert get_run(engine, live)["status"] == "running" and "is running" in said[live]
+    assert get_run(engine, done)["status"] == "completed" and "already completed" in said[done]
+    engine.dispose()

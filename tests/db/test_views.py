@@ -87,12 +87,53 @@ def test_dead_uses_the_stale_after_of_the_runs_own_worker(engine: Engine) -> Non
     with write_tx(engine) as conn:
         conn.execute(update(workers).values(heartbeat_at=utcnow() - timedelta(seconds=100)))
     assert [w["id"] for w in live_workers(engine)] == ["patient"]
+    # ... and which the Workers page calls alive or lost.
+    assert {w["id"]: w["state"] for w in views.workers_overview(engine)} == {"patient": "alive", "default": "lost"}
 
 
-def test_sweeps_and_observed_throughput(engine: Engine) -> None:
-    r = add_run(engine, status="completed", sweep_id="s1", device="cpu")
+def test_sweeps_and_run_timings_of_completed_single_attempt_runs(engine: Engine) -> None:
+    r = add_run(engine, status="completed", sweep_id="s1", attempts=1)
     add_run(engine, sweep_id="s1")
-    add_metrics(engine, r, "train/images_per_sec", [100.0, 300.0, 200.0])
+    cancelled = add_run(engine, status="cancelled", attempts=1)
+    retried = add_run(engine, status="completed", attempts=2)
+    for run_id in (r, cancelled, retried):
+        add_metrics(engine, run_id, "time/epoch_s", [10.0, 12.0])
+        add_metrics(engine, run_id, "time/knn_s", [3.0])
     assert [(s["sweep_id"], s["runs"]) for s in views.sweeps(engine)] == [("s1", 2)]
-    [obs] = views.observed_throughput(engine)
-    assert obs["id"] == r and obs["images_per_sec"] == 200.0 and obs["config"]["encoder"] == "resnet18"
+    [timing] = views.run_timings(engine)  # not the cancelled run, nor the retried one
+    assert timing["id"] == r and timing["time/epoch_s"] == [10.0, 12.0] and timing["time/knn_s"] == [3.0]
+    assert timing["time/linear_s"] == [] and timing["config"]["encoder"] == "resnet18"
+    assert timing["duration_s"] == pytest.approx(60.0, abs=1.0)
+
+
+def test_workers_overview_and_queue_order(engine: Engine) -> None:
+    from db.queue import register_worker, worker_stopped
+    from db.models import workers
+    from db.session import write_tx
+    from sqlalchemy import update
+
+    register_worker(engine, "old", hostname="h1", pid=1, slots=1, devices="cpu")
+    worker_stopped(engine, "old")
+    register_worker(engine, "silent", hostname="h2", pid=2, slots=2, devices="cuda:0,cuda:1")
+    with write_tx(engine) as conn:
+        conn.execute(update(workers).where(workers.c.id == "silent")
+                     .values(heartbeat_at=utcnow() - timedelta(seconds=600)))
+    register_worker(engine, "live", hostname="h3", pid=3, slots=1, devices="cpu")
+    running = add_run(engine, status="running", worker_id="live", device="cpu", name="busy")
+    q2, q1 = add_run(engine), add_run(engine)
+    got = views.workers_overview(engine)
+    assert [(w["id"], w["state"]) for w in got] == [("live", "alive"), ("silent", "lost"), ("old", "stopped")]
+    assert [r["id"] for r in got[0]["running"]] == [running] and got[1]["running"] == []
+    # Live workers always; of the others only the newest `limit`.
+    assert [w["id"] for w in views.workers_overview(engine, limit=1)] == ["live", "silent"]
+    assert [r["id"] for r in views.queued_in_order(engine)] == [q2, q1]  # lowest id is claimed first
+
+
+def test_summaries_carry_tags_and_note(engine: Engine) -> None:
+    from db.annotations import set_note, update_tags
+
+    run = add_run(engine)
+    update_tags(engine, run, add=["x"])
+    set_note(engine, run, "why")
+    got = views.run_summaries(engine, ids=[run])[0]
+    assert got["tags"] == ["x"] and got["note"] == "why"

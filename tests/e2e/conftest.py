@@ -30,6 +30,17 @@ class Server:
     db_url: str
     log: Path
     proc: subprocess.Popen
+    env: dict[str, str]
+
+    def stop(self) -> None:
+        """Stop the dashboard as Ctrl-C in its terminal would (its process group); the workers stay."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        self.proc.wait(timeout=30)
+
+    def start(self, log: Path) -> None:
+        """`./lab.sh serve` again, on the same port and database, with its output in `log`."""
+        self.log, self.proc = log, _serve(self.env, log)
+        _wait_healthy(self)
 
 
 def _free_port() -> int:
@@ -46,6 +57,20 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _serve(env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(["./lab.sh", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait_healthy(server: Server) -> None:
+    deadline = time.time() + START_TIMEOUT_S
+    while not _healthy(server.url):
+        if server.proc.poll() is not None or time.time() > deadline:
+            pytest.fail(f"the app did not come up on {server.url}:\n{server.log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     if not Path(CHROMIUM).exists():
@@ -59,23 +84,17 @@ def server(tmp_path: Path) -> Iterator[Server]:
     for name in ("SIMCLR_NO_LOCAL_WORKER", "SIMCLR_PASSWORD", "SIMCLR_ADDRESS"):
         env.pop(name, None)  # as a person would run it: local worker on, no password, localhost
     log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["./lab.sh", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
     url = f"http://localhost:{port}"
+    server = Server(url, db_url, log, _serve(env, log), env)
     try:
-        deadline = time.time() + START_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"the app did not come up on {url}:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield Server(url, db_url, log, proc)
+        _wait_healthy(server)
+        yield server
     finally:
-        _stop(proc, db_url)
+        _stop(server.proc, db_url)
 
 
 def _stop(proc: subprocess.Popen, db_url: str) -> None:
-    """Stop the server (it stops the worker it started); then make sure that worker is gone too."""
+    """Stop the server, then the workers it started (they outlive it on purpose, but not the test)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

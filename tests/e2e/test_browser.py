@@ -14,6 +14,10 @@ Screenshots of each step go to artifacts/screenshots/ (git-ignored).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -21,7 +25,8 @@ from sqlalchemy import select
 
 from db.models import runs
 from db.session import make_engine
-from tests.e2e.conftest import SCREENSHOTS, Server
+from tests.e2e.conftest import ROOT, SCREENSHOTS, Server
+from tests.engine.jobs.queue_support import pid_alive
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -253,3 +258,90 @@ def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  
         db_loss, db_top1 = stored[cell]
         assert row["loss"] == f"{db_loss:.4f}" and row["accuracy"] == f"{db_top1:.4f}", (row, stored[cell])
         assert row["seeds"] == "1", row
+
+
+# ------------------------------------------------------------------ runs outlive the dashboard
+# 30 steps on tiny images: long enough to stop the server mid-run, short enough to wait for.
+OUTLIVE = ["--dataset", "synthetic", "--image-size", "16", "--stem", "imagenet", "--projection-dim", "16",
+           "--batch-size", "32", "--subset-size", "320", "--epochs", "3", "--eval-every", "3", "--knn-k", "10"]
+# One short epoch, then a kNN pass over 1,200 images at 64 px: seconds of evaluation to cancel in.
+EVAL_HEAVY = ["--dataset", "synthetic", "--image-size", "64", "--stem", "imagenet", "--projection-dim", "16",
+              "--batch-size", "32", "--subset-size", "32", "--epochs", "1", "--knn-k", "10"]
+CANCEL_WITHIN_S = 5.0
+
+
+def _engine_cli(server: Server, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, env=server.env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def _run(server: Server, run_id: int) -> dict:
+    engine = make_engine(server.db_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(runs).where(runs.c.id == run_id)).mappings().one())
+    finally:
+        engine.dispose()
+
+
+def test_runs_outlive_the_server_and_cancel_in_evaluation_takes_seconds(server: Server, browser_page,
+                                                                       tmp_path: Path) -> None:  # noqa: ANN001
+    # `./lab.sh serve` started a worker before the server, and said where it is and how to stop it.
+    said = server.log.read_text()
+    worker_pid = int(re.search(r"worker started in the background: pid (\d+)", said).group(1))
+    assert "log: " in said and "python -m engine worker --stop" in said
+
+    # Launch (from the CLI, which knows the worker is alive); no page has been opened.
+    out = _engine_cli(server, "submit", *OUTLIVE, "--name", "outlives")
+    run_id = int(re.search(r"queued run (\d+)", out).group(1))
+    assert f"pid {worker_pid}" in out and "will run" in out
+    wait_until(lambda: _run(server, run_id)["step"] >= 3, RUN_TIMEOUT_S, "the run to train a few steps")
+
+    # Stop the dashboard mid-run (Ctrl-C): the run goes on.
+    server.stop()
+    step = _run(server, run_id)["step"]
+    assert _run(server, run_id)["status"] == "running" and pid_alive(worker_pid)
+    wait_until(lambda: _run(server, run_id)["step"] > step, RUN_TIMEOUT_S, "the run to go on without the dashboard")
+
+    # Start the dashboard again, open no page: the same worker goes on, and the run completes.
+    server.start(tmp_path / "server-2.log")
+    assert f"worker already running: pid {worker_pid}" in server.log.read_text()
+    wait_until(lambda: _run(server, run_id)["status"] in ("completed", "failed", "cancelled"), RUN_TIMEOUT_S,
+               f"run {run_id} to finish", every_s=1)
+    run = _run(server, run_id)
+    assert run["status"] == "completed" and run["attempts"] == 1, run  # never restarted: it just went on
+
+    # Cancel during evaluation, from the run's page: the run ends cancelled within seconds.
+    heavy = int(re.search(r"queued run (\d+)", _engine_cli(server, "submit", *EVAL_HEAVY)).group(1))
+    page = browser_page
+    page.goto(f"{server.url}/runs")
+    page.get_by_test_id("stDataFrame").first.wait_for()
+    wait_until(lambda: _run(server, heavy)["status"] == "running", RUN_TIMEOUT_S, "the second run to start")
+    page.wait_for_timeout(2000)  # a redraw with the running run's phase and ETA
+    _shot(page, "10-runs-running-phase-eta")
+    page.goto(f"{server.url}/run?run={heavy}")
+    page.get_by_text(re.compile(r"Status:\s*running")).wait_for()
+    wait_until(lambda: _run(server, heavy)["phase"] == "kNN", RUN_TIMEOUT_S, "the kNN evaluation to begin",
+               every_s=0.1)
+    _shot(page, "11-run-detail-knn")
+    started = time.monotonic()
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    wait_until(lambda: _run(server, heavy)["status"] == "cancelled", 30, "the run to be cancelled", every_s=0.1)
+    took = time.monotonic() - started
+    assert took <= CANCEL_WITHIN_S, f"cancel during evaluation took {took:.1f} s"
+    assert _run(server, heavy)["phase"] is None
+    page.get_by_text(re.compile(r"will stop|cancelled")).first.wait_for()  # the button confirmed it
+    page.reload()
+    page.get_by_text(re.compile(r"Status:\s*cancelled")).wait_for()
+    _settle(page)
+    _shot(page, "12-run-detail-cancelled")
+    # What can apply is enabled, what cannot is not.
+    expect(page.get_by_role("button", name="Resume", exact=True)).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_disabled(timeout=UI_TIMEOUT_MS)
+    page.goto(f"{server.url}/compare?runs={run_id},{heavy}")
+    page.get_by_text("Configuration differences").wait_for()
+    _settle(page)
+    _shot(page, "13-compare")
+    _no_errors(page)

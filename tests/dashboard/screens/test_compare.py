@@ -59,9 +59,9 @@ def test_sweep_mode_and_config_diff_shows_only_differing_fields(app, db: Engine)
     at = app("compare")
     at.radio(key="cmp_mode").set_value("Sweep").run()
     at.selectbox(key="cmp_sweep").set_value("sweep-x").run()
-    diff = at.dataframe[-1].value
-    assert set(diff.index) == {"subset_size", "batch_size", "seed"}
-    assert len(diff.columns) == len(ids)
+    diff = at.dataframe[-1].value  # one row per run (long names in one wide column), one column per field
+    assert set(diff.columns) == {"subset_size", "batch_size", "seed"}
+    assert len(diff.index) == len(ids)
 
 
 def test_deep_link_runs_and_csv_of_the_table(app, db: Engine) -> None:
@@ -87,3 +87,19 @@ def test_curves_with_every_x_axis_smoothing_and_log_scale(app, db: Engine) -> No
     assert not at.exception
     chart = at.get("plotly_chart")[0]
     assert '"type":"log"' in chart.proto.spec.replace(" ", "")
+
+
+def test_curves_download_is_prepared_eagerly_and_dropped_when_the_choice_changes(app, db: Engine) -> None:
+    a = add_run(db, status="completed")
+    add_metrics(db, a, "train/loss", [3.0, 2.0, 1.0])
+    add_metrics(db, a, "train/lr", [0.1, 0.2, 0.3])
+    at = app("compare", runs=str(a))
+    assert not at.get("download_button") or all("curves" not in b.label for b in at.get("download_button"))
+    at.button(key="cmp_curves_csv_prepare").click().run()
+    [held] = [b for b in at.get("download_button") if "curves" in b.label]
+    signature, data = at.session_state["cmp_curves_csv"]
+    text = data.decode()
+    assert text.splitlines()[0].startswith("run,run_id,name,step") and len(text.splitlines()) == 4
+    assert "train/loss" in text and "train/lr" not in text
+    at.selectbox(key="cmp_metric").set_value("train/lr").run()
+    assert all("curves" not in b.label for b in at.get("download_button"))  # prepared for the other metric: gone

@@ -70,7 +70,7 @@ def test_cancel_selected_run(app, db: Engine) -> None:
     at.button(key="runs_cancel").click().run()
     assert get_run(db, first)["status"] == "cancelled"
     assert get_run(db, second)["status"] == "queued"
-    assert any("cancelled" in t for t in texts(at, "info"))
+    assert any("cancelled" in t for t in texts(at, "success"))
 
 
 def test_selection_follows_the_run_when_rows_shift(app, db: Engine) -> None:
@@ -120,10 +120,47 @@ def test_delete_asks_then_removes_run_metrics_and_files(app, db: Engine) -> None
 def test_a_live_run_is_not_deleted(app, db: Engine) -> None:
     run = add_run(db, status="running", heartbeat_age_s=1)
     at = _select(app("runs"), 0)
-    at.button(key="runs_delete").click().run()
-    at.button(key="runs_delete_confirm").click().run()
+    assert at.button(key="runs_delete").disabled  # cancel it first
+    assert not at.button(key="runs_cancel").disabled and at.button(key="runs_resume").disabled
     assert get_run(db, run) is not None
-    assert any("cancel it first" in t for t in texts(at, "info"))
+
+
+def test_actions_that_cannot_apply_are_disabled_and_resume_requeues(app, db: Engine) -> None:
+    cancelled = add_run(db, status="cancelled", error="cancelled by request")
+    failed = add_run(db, status="failed", error="boom")
+    done = add_run(db, status="completed")
+    at = app("runs")
+    at = _select(at, 0)  # the completed run: nothing to cancel or resume
+    assert at.button(key="runs_cancel").disabled and at.button(key="runs_resume").disabled
+    assert not at.button(key="runs_delete").disabled and not at.button(key="runs_clone").disabled
+    at = _select(at, 0, 1, 2)
+    assert at.button(key="runs_cancel").disabled  # none of them is queued or running
+    resume = at.button(key="runs_resume")
+    assert not resume.disabled and resume.label == "Resume (2)"
+    resume.click().run()
+    assert get_run(db, failed)["status"] == "queued" and get_run(db, cancelled)["status"] == "queued"
+    assert get_run(db, done)["status"] == "completed"
+    said = " ".join(texts(at, "success"))
+    assert f"run {failed} queued to resume" in said and f"run {cancelled} queued to resume" in said
+
+
+def test_running_runs_show_phase_and_eta_and_the_column_chooser_hides_columns(app, db: Engine) -> None:
+    from sqlalchemy import update
+
+    from db.models import runs
+    from db.session import write_tx
+
+    run = add_run(db, status="running", total_steps=100, step=100)
+    with write_tx(db) as conn:
+        conn.execute(update(runs).where(runs.c.id == run).values(phase="kNN", epoch=1))
+    at = app("runs")
+    table = _table(at).set_index("id")
+    assert table.loc[run, "phase"] == "kNN" and table.loc[run, "ETA"] != ""
+    assert table.loc[run, "progress"] < 1.0  # training is done, the run is not
+    frame = at.dataframe[0]
+    assert "sweep" not in frame.proto.column_order and "loss" in frame.proto.column_order
+    at.multiselect(key="runs_columns").set_value(["id", "name", "sweep"]).run()
+    assert list(at.dataframe[0].proto.column_order) == ["id", "name", "sweep"]
 
 
 def test_live_curves_gain_points_reading_only_new_rows(app, db: Engine) -> None:

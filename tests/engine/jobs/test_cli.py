@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,7 +104,9 @@ def test_db_upgrade_command(sqlite_url: str, capsys: pytest.CaptureFixture) -> N
     from db.migrate import head_revision
 
     assert main(["--db", sqlite_url, "db", "upgrade"]) == 0
-    assert f"schema empty -> {head_revision(make_engine(sqlite_url, upgrade=False))}" in capsys.readouterr().out
+    engine = make_engine(sqlite_url, upgrade=False)
+    assert f"schema empty -> {head_revision(engine)}" in capsys.readouterr().out
+    engine.dispose()
 
 
 def test_the_module_runs_as_a_program_with_a_progress_bar(tmp_path: Path) -> None:
@@ -116,3 +119,61 @@ def test_the_module_runs_as_a_program_with_a_progress_bar(tmp_path: Path) -> Non
     assert "step/s" in proc.stderr or "s/step" in proc.stderr  # tqdm's bar
     assert "epoch 1/1" in proc.stderr
     assert get_run(make_engine(env["SIMCLR_DB"]), 1)["status"] == "completed"
+
+
+def test_train_help_shows_every_fields_range_and_default(capsys: pytest.CaptureFixture) -> None:
+    from db.config import config_fields
+    from engine.jobs.cli_args import flag_name
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    section = text.split("run configuration:", 1)[1]
+    entries = {e.split()[0]: e for e in re.split(r" (?=--[a-z-]+ [A-Z]+ )", " " + section) if e.strip()}
+    for f in config_fields():
+        flag = flag_name(f.name)
+        entry = entries[flag]
+        assert "default" in entry, (flag, entry)
+        m = f.metadata
+        if "choices" in m:
+            assert "one of: " + ", ".join(m["choices"]) in entry, entry
+        elif "max" in m:
+            assert f"x <= {m['max']}" in entry, entry
+    assert "--batch-size INT images per step (each gives two views); 2 <= x <= 65536; default 256" in text
+    assert "--temperature FLOAT NT-Xent temperature; 0.0 < x <= 10.0; default 0.5" in text
+
+
+def test_runs_piped_into_head_exits_quietly(sqlite_url: str) -> None:
+    db = make_engine(sqlite_url)
+    from db.queries import create_runs
+    from tests.conftest import tiny_config
+
+    create_runs(db, [tiny_config()] * 400)
+    proc = subprocess.run(f"{sys.executable} -m engine --db {sqlite_url} runs --limit 400 | head -3", shell=True,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert len(proc.stdout.splitlines()) == 3
+    assert proc.stderr == ""  # no BrokenPipeError traceback
+
+
+def test_runs_shows_the_dashboards_status_word(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from db.models import runs
+    from db.queries import create_runs
+    from db.session import write_tx
+    from db.status import utcnow
+    from tests.conftest import tiny_config
+
+    db = make_engine(sqlite_url)
+    dead, cancelling = create_runs(db, [tiny_config()] * 2)
+    with write_tx(db) as conn:
+        conn.execute(update(runs).where(runs.c.id == dead).values(status="running",
+                                                                  heartbeat_at=utcnow() - timedelta(hours=1)))
+        conn.execute(update(runs).where(runs.c.id == cancelling).values(status="running", heartbeat_at=utcnow(),
+                                                                        cancel_requested=True))
+    assert main(["--db", sqlite_url, "runs"]) == 0
+    lines = {int(line.split()[0]): line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines == {dead: "dead", cancelling: "cancelling"}

@@ -272,19 +272,23 @@ def test_submit_one_run(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: py
     assert main(["--db", sqlite_url, "submit", *tiny_flags(tiny_cfg), "--batch-size", "32", "--name", "one",
                  "--retries", "3"]) == 0
     [run] = list_runs(engine)
-    assert f"queued run {run['id']}" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"queued run {run['id']}" in out
+    assert "no worker is alive" in err and "python -m engine worker --detach" in err
     assert (run["status"], run["name"], run["batch_size"], run["retries_left"], run["sweep_id"]) == \
         (QUEUED, "one", 32, 3, None)
 
 
 def test_submit_grid_enqueues_the_product_as_one_sweep(engine, sqlite_url: str, tiny_cfg: RunConfig,
                                                        capsys: pytest.CaptureFixture) -> None:
+    queue.register_worker(engine, "box:7:0", hostname="box", pid=7, slots=1, devices="cpu")
     assert main(["--db", sqlite_url, "submit", *tiny_flags(tiny_cfg), "--grid", "batch_size=16,32",
                  "--grid", "seed=0,1,2"]) == 0
     out = capsys.readouterr().out
     runs = sorted(list_runs(engine), key=lambda r: r["id"])
     assert len(runs) == 6 and len({r["sweep_id"] for r in runs}) == 1
     assert f"queued sweep {runs[0]['sweep_id']}: 6 runs" in out
+    assert "1 worker alive (pid 7 on box): they will run when a slot is free" in out
     assert f"run {runs[-1]['id']}  batch_size=32 seed=2" in out
     assert [(r["batch_size"], r["config"]["seed"]) for r in runs] == [(b, s) for b in (16, 32) for s in (0, 1, 2)]
 
@@ -302,7 +306,7 @@ def test_cancel_cli(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: pytest
     queue.claim_next(engine, "w", "cpu")  # a is running
     assert main(["--db", sqlite_url, "cancel", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert f"run {a} will stop at its next step" in out and f"run {b} cancelled (it was queued)" in out
+    assert f"run {a} will stop within seconds" in out and f"run {b} cancelled (it was queued)" in out
     assert main(["--db", sqlite_url, "cancel", "999"]) == 1
     assert "no run with id 999" in capsys.readouterr().err
     assert get_run(engine, c)["status"] == QUEUED

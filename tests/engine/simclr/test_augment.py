@@ -276,7 +276,21 @@ def test_invalid_arguments_raise() -> None:
         ReferenceTwoViews(torch.zeros(2, 3, 32, 32), 32)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_masked_jitter_equals_grouped_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's sync-free ColorJitter (every op on every image, masked) gives the CPU's numbers."""
+    import engine.simclr.augment as augment
+
+    images = colorful_images(64)
+    aug = BatchedAugment(24)
+    p = aug.sample_params(64, 32, 32, generator())
+    grouped = aug.apply(images, p)
+    monkeypatch.setattr(augment, "group_on_host", lambda device: False)
+    masked = aug.apply(images, p)
+    assert torch.allclose(masked, grouped, atol=1e-6)
+    assert not torch.equal(masked, aug.apply(images, aug.sample_params(64, 32, 32, generator(1))))
+
+
+@pytest.mark.cuda
 def test_cuda_matches_cpu() -> None:
     images = colorful_images(16)
     aug = BatchedAugment(24)

@@ -39,3 +39,12 @@ def test_linear_eval_is_deterministic() -> None:
     xtr, ytr = clustered(30, 3, 8, 1.5, 0)
     xte, yte = clustered(10, 3, 8, 1.5, 1)
     assert linear_eval(xtr, ytr, xte, yte) == pytest.approx(linear_eval(xtr, ytr, xte, yte))
+
+
+@pytest.mark.cuda
+def test_knn_on_cuda_matches_the_cpu() -> None:
+    xtr, ytr = clustered(200, 10, 64, 3.0, 0)
+    xte, yte = clustered(50, 10, 64, 3.0, 1)
+    cpu = knn_top1(xtr, ytr, xte, yte, k=20, chunk=128)
+    assert 0.2 < cpu < 1.0  # not a trivial case
+    assert knn_top1(xtr.cuda(), ytr, xte.cuda(), yte, k=20, chunk=128) == pytest.approx(cpu, abs=1 / len(xte))

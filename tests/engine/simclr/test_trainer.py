@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from db.config import RunConfig, run_dir
+from db.config import CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INSIGHTS_FILE, RunConfig, run_dir
 from db.queries import count_metrics, create_run, get_run, metric_rows
 from db.session import make_engine, write_tx
 from db.queue import claim_next, create_and_claim
@@ -24,11 +26,38 @@ def claimed_run(db, cfg: RunConfig) -> int:  # noqa: ANN001
     return create_and_claim(db, cfg, "test")["id"]
 
 
-def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> None:
+def _recording_phases(monkeypatch: pytest.MonkeyPatch, on_phase=None) -> list[str]:  # noqa: ANN001
+    import engine.simclr.trainer as trainer
+
+    seen: list[str] = []
+    real = trainer.set_phase
+
+    def record(db, run_id: int, phase: str) -> None:  # noqa: ANN001
+        real(db, run_id, phase)
+        seen.append(get_run(db, run_id)["phase"])  # as the dashboard reads it
+        if on_phase:
+            on_phase(phase)
+
+    monkeypatch.setattr(trainer, "set_phase", record)
+    return seen
+
+
+# The CPU run, and the same on a GPU where there is one (bench/gpu_check.py runs `pytest -m cuda`;
+# the tests run eager there: the GPU check times the compiled model, and compiling costs a minute).
+DEVICES = pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+
+
+@DEVICES
+def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                           device: str) -> None:
+    seen = _recording_phases(monkeypatch)
     db = make_engine(sqlite_url)
-    cfg = tiny_config(epochs=2)
+    cfg = tiny_config(epochs=2, device=device, compile="off")
     run_id = claimed_run(db, cfg)
+    assert get_run(db, run_id)["phase"] == "starting"  # claimed, loading data
     assert execute_run(db, run_id, 1, log=lambda m: None) == "completed"
+    # The phases as the dashboard reads them, in order.
+    assert seen == ["training", "kNN", "checkpoint"] * 2 + ["linear probe"]
 
     run = get_run(db, run_id)
     steps = 2 * (64 // 32)
@@ -36,6 +65,11 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> N
     assert counts["train/loss"] == steps and counts["train/lr"] == steps
     assert counts["epoch/loss"] == 2 and counts["knn/top1"] == 2
     assert counts["linear/loss"] == 1 and counts["linear/top1"] == 1 and counts["train/images_per_sec"] >= 2
+    # Each phase's measured wall time, for the dashboard's estimates and ETAs.
+    assert counts["time/epoch_s"] == 2 and counts["time/knn_s"] == 2 and counts["time/checkpoint_s"] == 2
+    assert counts["time/linear_s"] == 1
+    assert all(r["value"] > 0 for r in metric_rows(db, [run_id], ["time/epoch_s", "time/knn_s", "time/linear_s"]))
+    assert run["phase"] is None  # a finished run is doing nothing
     assert run["status"] == "completed" and run["finished_at"] is not None and run["error"] is None
     assert run["step"] == steps and run["total_steps"] == steps and run["epoch"] == 2
     for key in ("final_loss", "knn_top1", "linear_loss", "linear_top1"):
@@ -45,11 +79,19 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str) -> N
     assert len(run["subset_indices"]) == 64
     state = load_checkpoint(Path(run["checkpoint_path"]))
     assert state["epoch"] == 2 and state["step"] == steps and state["config"] == cfg.to_dict()
+    # What the run page offers: the checkpoint's epoch and step, the encoder alone, the insights.
+    folder = run_dir(run_id)
+    assert json.loads((folder / CHECKPOINT_INFO_FILE).read_text())["step"] == steps
+    assert json.loads((folder / ENCODER_INFO_FILE).read_text())["epoch"] == 2
+    encoder = torch.load(folder / ENCODER_FILE, weights_only=True)
+    assert encoder.keys() == {k[len("encoder."):] for k in state["model"] if k.startswith("encoder.")}
+    assert "trained_index" in np.load(folder / INSIGHTS_FILE).files
     # devices=1: the plain one-process path, no process group and no data-parallel state.
     assert "rng_ranks" not in state and not torch.distributed.is_initialized()
 
 
-def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@DEVICES
+def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, device: str) -> None:
     """Stop after epoch 1 (as a crash would), resume, and get the same steps exactly once."""
     import functools
 
@@ -58,7 +100,7 @@ def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: p
     # Write every row at once, so that the crashed step's rows are in the database for sure.
     monkeypatch.setattr(trainer, "MetricLogger", functools.partial(trainer.MetricLogger, interval_s=0.0))
     db = make_engine(sqlite_url)
-    cfg = tiny_config(epochs=2, eval_every=5)
+    cfg = tiny_config(epochs=2, eval_every=5, device=device, compile="off")
     run_id = claimed_run(db, cfg)
 
     class CrashInEpoch2(Exception):
@@ -192,3 +234,145 @@ def test_a_run_whose_data_is_gone_fails_before_training_naming_it(sqlite_url: st
     assert execute_run(db, run_id, 1, log=lambda m: None) == "failed"
     error = get_run(db, run_id)["error"]
     assert error.startswith("data_dir: ") and str(tmp_path / "gone" / "train") in error
+
+
+@pytest.mark.parametrize("phase, missing", [("kNN", "knn/top1"), ("linear probe", "linear/top1")])
+def test_cancel_is_honoured_inside_evaluation(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, phase: str,
+                                             missing: str) -> None:
+    """A cancel arriving while the run evaluates stops it before the evaluation ends, not after."""
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, tiny_config(epochs=1))
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), log=lambda m: None)
+    _recording_phases(monkeypatch, lambda p: ctx.cancel.set() if p == phase else None)
+    with pytest.raises(RunCancelled):
+        train(tiny_config(epochs=1), ctx)
+    assert count_metrics(db, run_id).get(missing, 0) == 0
+
+
+# --- speed: no host sync in the step, torch.compile ------------------------------------------------
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+class HostReadGuard:
+    """While `active`, Tensor methods that read a value back to the host raise when the engine calls them.
+
+    On a GPU each of them blocks the host until the device has finished all queued work. Only
+    calls from engine/ count: torch's own optimizers read their CPU step counters, which is free.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        import sys
+
+        import engine
+
+        self.active = False
+        engine_dir = str(Path(engine.__file__).parent)
+        for name in HOST_READS:
+            original = getattr(torch.Tensor, name)
+
+            def guard(tensor: torch.Tensor, *args: object, _name: str = name, _original=original,  # noqa: ANN001
+                      **kwargs: object):  # noqa: ANN202
+                caller = sys._getframe(1).f_code
+                if self.active and caller.co_filename.startswith(engine_dir):
+                    raise AssertionError(f"Tensor.{_name}() in {caller.co_name} ({caller.co_filename}) "
+                                         f"during a training step: a host-device sync on a GPU")
+                return _original(tensor, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, guard)
+
+
+def test_training_steps_read_nothing_back_to_the_host(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps 2..4 of a run, loop body included, with every host read from engine/ turned into an error.
+
+    On the CPU the augmentation may group images by reading group sizes (free there); the GPU's
+    masked path is forced here so that the code a GPU runs is what the guard sees.
+    """
+    import functools
+
+    import engine.simclr.augment as augment
+    import engine.simclr.trainer as trainer
+
+    guard = HostReadGuard(monkeypatch)
+    # The guard itself works: the CPU's grouped ColorJitter reads group sizes back.
+    aug, images = augment.BatchedAugment(16), torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    guard.active = True
+    with pytest.raises(AssertionError, match=r"Tensor.tolist\(\) in color_jitter_"):
+        aug(images, torch.Generator().manual_seed(0))
+    guard.active = False
+
+    monkeypatch.setattr(augment, "group_on_host", lambda device: False)
+    # Metric rows are read back once a second by design (one transfer for all of them): not in this window.
+    monkeypatch.setattr(trainer, "MetricLogger", functools.partial(trainer.MetricLogger, interval_s=1e9))
+    db = make_engine(sqlite_url)
+    cfg = tiny_config(subset_size=128)  # 4 steps
+    run_id = claimed_run(db, cfg)
+    seen = []
+
+    def on_step(step: int, total: int, loss: torch.Tensor) -> None:
+        seen.append(step)
+        guard.active = step < 4  # from the end of step 1 to the end of step 4 (the epoch's end reads the loss)
+
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step, log=lambda m: None)
+    assert train(cfg, ctx)["final_loss"] > 0
+    assert seen == [1, 2, 3, 4]
+
+
+def tiny_encoder(encoder: str, stem: str) -> tuple[torch.nn.Module, int]:
+    """The smallest encoder that still trains: compiling a ResNet on a 2-core CPU takes minutes."""
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 16, bias=False)), 16
+
+
+@pytest.mark.slow
+def test_compiled_and_eager_models_give_the_same_loss(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compile=on runs the model under torch.compile (inductor) and trains to the same numbers."""
+    import torch._dynamo
+
+    import engine.simclr.model as model
+
+    monkeypatch.setattr(model, "build_encoder", tiny_encoder)
+    db = make_engine(sqlite_url)
+    results = {}
+    for mode in ("off", "on"):
+        cfg = tiny_config(compile=mode, epochs=2)
+        run_id = claimed_run(db, cfg)
+        messages: list[str] = []
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        summary = train(cfg, RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), log=messages.append))
+        compiled = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        results[mode] = (summary["final_loss"], summary["knn_top1"], compiled, messages,
+                         [r["value"] for r in metric_rows(db, [run_id], ["train/loss"])])
+    eager, comp = results["off"], results["on"]
+    assert eager[2] == 0 and comp[2] >= 1  # only compile=on compiled anything
+    assert comp[0] == pytest.approx(eager[0], rel=1e-5) and comp[1] == eager[1]
+    assert comp[4] == pytest.approx(eager[4], rel=1e-5) and len(comp[4]) == 4
+    assert any(m.startswith("torch.compile: the first step took") for m in comp[3])
+    assert not any("torch.compile" in m for m in eager[3])
+
+
+def test_compile_auto_means_on_with_cuda_only() -> None:
+    from engine.simclr.trainer import compile_enabled
+
+    assert compile_enabled(tiny_config(), torch.device("cuda"))
+    assert not compile_enabled(tiny_config(), torch.device("cpu"))
+    assert compile_enabled(tiny_config(compile="on"), torch.device("cpu"))
+    assert not compile_enabled(tiny_config(compile="off"), torch.device("cuda"))
+
+
+@pytest.mark.cuda
+def test_cuda_steps_never_sync_with_the_host() -> None:
+    """On a GPU, torch itself reports every synchronizing call: none may happen in a step."""
+    from engine.simclr.trainer import build_training
+
+    cfg = tiny_config(device="cuda", subset_size=160, compile="off")  # 5 steps
+    t = build_training(cfg, torch.device("cuda"))
+    batches = t.batches()
+    t.step(next(batches))  # the epoch's shuffle is copied to the device here, once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = [t.step(next(batches)) for _ in range(4)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(loss.is_cuda for loss in losses) and torch.isfinite(torch.stack(losses)).all()
