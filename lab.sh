@@ -74,9 +74,9 @@ case "${1:-}" in
         case "${SIMCLR_NO_LOCAL_WORKER:-}" in
             ""|0|false|no) "$PY" -m engine worker --detach || echo "warning: no background worker; the dashboard will try again" ;;
         esac
-        exec "$PY" -m streamlit run dashboard/app.py --server.fileWatcherType none \
-            --server.address "${SIMCLR_ADDRESS:-localhost}" --server.port "${SIMCLR_PORT:-8501}" \
-            --server.headless true --browser.gatherUsageStats false "$@"
+        # dashboard/__main__.py: localhost by default, no other address without a password,
+        # and Streamlit's allowed hosts set against DNS rebinding.
+        exec "$PY" -m dashboard "$@"
         ;;
     test)
         shift

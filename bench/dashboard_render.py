@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 import numpy as np
 from db.config import (CHECKPOINT_FILE, CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INSIGHTS_FILE,
                        RunConfig, run_dir)
+from db.identity import database_id
 from db.queries import SYS_CPU, SYS_GPU_MEMORY, SYS_GPU_UTIL, SYS_MEMORY, create_runs, update_run, write_metrics
 from db.queue import claim_next, register_worker
 from db.session import make_engine, write_tx
@@ -62,14 +63,14 @@ def build(url: str, n_runs: int, n_points: int) -> None:
     for w in range(4):  # workers, one GPU machine each, holding the running runs
         register_worker(engine, f"gpu{w}:100:1", hostname=f"gpu{w}", pid=100 + w, slots=4,
                         devices="cuda:0,cuda:1,cuda:2,cuda:3")
-    _run_files(ids[0])
-    update_run(engine, ids[0], checkpoint_path=str(run_dir(ids[0]) / CHECKPOINT_FILE))
+    _run_files(ids[0], database_id(engine))
+    update_run(engine, ids[0], checkpoint_path=str(run_dir(ids[0], database_id(engine)) / CHECKPOINT_FILE))
     engine.dispose()
 
 
-def _run_files(run_id: int) -> None:
+def _run_files(run_id: int, db_id: str) -> None:
     """What a completed run leaves in its folder: checkpoint, encoder and insights of real sizes."""
-    folder = run_dir(run_id)
+    folder = run_dir(run_id, db_id)
     folder.mkdir(parents=True, exist_ok=True)
     for name, size in ((CHECKPOINT_FILE, 90_000_000), (ENCODER_FILE, 45_000_000)):
         with open(folder / name, "wb") as f:

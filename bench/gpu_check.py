@@ -48,6 +48,7 @@ import torch
 
 import train_throughput as tp  # bench/ is this script's folder, first on sys.path
 from db.config import PROJECT_ROOT, RunConfig, run_dir
+from db.identity import database_id
 from db.queue import create_and_claim
 from db.session import make_engine
 from engine.simclr import trainer
@@ -397,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             curve.append(message)
 
         t0 = time.perf_counter()
-        summary = trainer.train(cfg, trainer.RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), log=record))
+        summary = trainer.train(cfg, trainer.RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)),
+                                                        log=record))
         report.add("train10", f"{epochs} epochs ({cfg.optimizer}, lr {cfg.effective_lr:g}, T {cfg.temperature:g}, "
                    f"batch {cfg.batch_size}, compile {cfg.compile}), wall", time.perf_counter() - t0, "s")
         knn_curve = [m.split("knn top-1 ")[1] for m in curve if "knn top-1" in m]

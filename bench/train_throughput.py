@@ -31,6 +31,7 @@ import psutil
 import torch
 
 from db.config import RunConfig, run_dir
+from db.identity import database_id
 from db.queue import create_and_claim
 from db.session import make_engine
 from engine.simclr.loss import nt_xent
@@ -89,7 +90,7 @@ def engine_images_per_sec(cfg: RunConfig, db_url: str, warmup: int, steps: int) 
         if step == warmup + steps:
             raise _Stop()
 
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step, log=lambda m: None)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), on_step=on_step, log=lambda m: None)
     try:
         train(cfg, ctx)
     except _Stop:

@@ -48,6 +48,11 @@ def can_delete(run: dict) -> bool:
     return run["display_status"] not in (RUNNING, CANCELLING)
 
 
+def can_discard(run: dict) -> bool:
+    """The checkpoint of a run that is not live (a live run rewrites it every epoch)."""
+    return can_delete(run)
+
+
 def resume_runs(engine: Engine, run_ids: Sequence[int]) -> Outcome:
     """Requeue runs to resume from their checkpoints: the same rule as `python -m engine train --resume`."""
     out = Outcome()

@@ -8,11 +8,13 @@ other worker is, draws the sidebar, and runs the chosen page.
 from __future__ import annotations
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
-from dashboard import auth, nav
+from dashboard import auth, nav, safety
 from dashboard.common import get_engine
 from dashboard.local_worker import LocalWorker
-from db.session import default_url
+from db.migrate import SchemaError
+from db.session import default_url, describe_url
 
 
 @st.cache_resource(show_spinner=False)
@@ -30,6 +32,12 @@ def sidebar() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="SimCLR Lab", page_icon=":material/science:", layout="wide")
+    problem = safety.refusal(st.get_option("server.address"), auth.configured_password() is not None,
+                             st.context.headers.get("Host"))
+    if problem:  # listening on the network without a password, or a DNS-rebinding Host: draw nothing
+        st.navigation(nav.pages(), position="hidden")
+        st.error(problem)
+        return
     signed_in = auth.is_authenticated()
     # The pages are registered either way, so that a deep link such as /run?run=7 keeps its page
     # and query through the sign-in; signed out, the sign-in form is drawn instead of the page.
@@ -41,6 +49,13 @@ def main() -> None:
         # The short deep link, the bare address with ?run=ID, means that run's page. (Making Run
         # detail the default page instead would move it to "/" and break the /run?run=ID links.)
         nav.switch(nav.RUN, run=st.query_params["run"])
+    try:
+        get_engine()
+    except (SchemaError, DBAPIError) as e:
+        # Corrupt, read-only, newer than this code...: one line, not a traceback, and no page.
+        reason = str(e.orig if isinstance(e, DBAPIError) and e.orig is not None else e).strip().splitlines()[0]
+        st.error(f"The run database {describe_url(default_url())} cannot be used: {reason}")
+        return
     sidebar()
     page.run()
 

@@ -62,6 +62,8 @@ def plain_heading(text: str) -> None:
     """A subheader that is text and nothing else: HTML-escaped, so no Markdown (not even the
     autolinking of a bare URL, which escaping for Markdown does not stop) applies to it."""
     st.html(f'<h3 style="margin: 0.5rem 0; font-weight: 600">{html.escape(text)}</h3>')
+
+
 def prepared_download(key: str, label: str, make: Callable[[], bytes | str], *, file_name: str, mime: str,
                       signature: Any, where: Any = st) -> None:
     """A download button that cannot fail: "Prepare <label>" makes the bytes once, then an ordinary

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from db.config import PROJECT_ROOT
+from db.config import MAX_PATH_CHARS, PROJECT_ROOT
 
 
 def allowed_roots() -> list[Path]:
@@ -30,13 +30,29 @@ def resolve_data_dir(text: str) -> Path:
     return path.resolve()
 
 
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
 def check_data_dir(text: str) -> tuple[Path | None, str | None]:
-    """(resolved folder, None) when allowed and present, else (None, an error for the form)."""
-    path = resolve_data_dir(text)
+    """(resolved folder, None) when allowed and present, else (None, an error for the form).
+
+    The folder's train/ and test/ are resolved too: a symlink inside an allowed folder must not
+    lead the workers anywhere else."""
+    if len(text) > MAX_PATH_CHARS:
+        return None, f"a path of at most {MAX_PATH_CHARS} characters, please (got {len(text)})"
     roots = allowed_roots()
-    if not any(path == root or path.is_relative_to(root) for root in roots):
-        return None, (f"{path} is not under an allowed data folder ({', '.join(str(r) for r in roots)}); "
-                      "set SIMCLR_DATA_ROOTS to allow others")
-    if not path.is_dir():
-        return None, f"{path} does not exist or is not a folder"
+    try:
+        path = resolve_data_dir(text)
+        if not _inside(path, roots):
+            return None, (f"{path} is not under an allowed data folder ({', '.join(str(r) for r in roots)}); "
+                          "set SIMCLR_DATA_ROOTS to allow others")
+        if not path.is_dir():
+            return None, f"{path} does not exist or is not a folder"
+        for split in ("train", "test"):
+            target = (path / split).resolve()
+            if not _inside(target, roots):
+                return None, f"{path / split} leads to {target}, outside the allowed data folders"
+    except (OSError, ValueError, RuntimeError) as e:  # NUL byte, symlink loop, a name the OS refuses
+        return None, f"not a usable path: {e}"
     return path, None

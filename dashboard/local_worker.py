@@ -2,8 +2,8 @@
 
 `./lab.sh serve` starts a background worker before the server (`python -m engine worker --detach`);
 this is the fallback for when none is alive: a bare `streamlit run`, or after that worker exited
-for being idle. Both are the same kind of worker: detached, logging to runs/worker.log, exiting
-after LOCAL_IDLE_EXIT_S with nothing to do, stopped by `python -m engine worker --stop`.
+for being idle. Both are the same kind of worker: detached, logging to runs/<database id>/worker.log,
+exiting after LOCAL_IDLE_EXIT_S with nothing to do, stopped by `python -m engine worker --stop`.
 
 Rules:
 - Only when no live worker heartbeats in the `workers` table (another machine's worker counts:
@@ -83,7 +83,7 @@ class LocalWorker:
                 return self.last_status
             if now < self.retry_after:
                 return f"local worker failed ({self.last_exit}); retrying in {int(self.retry_after - now)} s"
-            self._start(now)
+            self._start(engine, now)
             return f"local worker started (pid {self.proc.pid}; log {self.log_path})"
 
     def _status_without_check(self) -> str:
@@ -92,8 +92,8 @@ class LocalWorker:
             return f"local worker ended: {self.last_exit}"
         return self.last_status
 
-    def _start(self, now: float) -> None:
-        self.log_path = local_worker_log()
+    def _start(self, engine: Engine, now: float) -> None:
+        self.log_path = local_worker_log(engine)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "SIMCLR_DB": self.db_url}
         with open(self.log_path, "ab") as log:

@@ -29,7 +29,8 @@ def _hwc(images) -> np.ndarray:  # noqa: ANN001  (a torch tensor; torch is not i
     return images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
-@st.cache_data(show_spinner="Drawing augmented views...", max_entries=8)
+# A few small previews are kept (each is n images at most 512x512); the data set behind one is not.
+@st.cache_data(show_spinner="Drawing augmented views...", max_entries=4, ttl=600)
 def draw(config: dict, n: int = 6, seed: int = 0) -> Preview:
     """Load the dataset as a run would, pick n test images, augment each twice."""
     import torch
@@ -38,7 +39,9 @@ def draw(config: dict, n: int = 6, seed: int = 0) -> Preview:
     from engine.simclr.data import load_dataset
 
     cfg = RunConfig.from_dict(config)
-    data = load_dataset(cfg.replace(subset_size=None))  # the subset only concerns pretraining images
+    # The subset only concerns pretraining images; remember=False: a web server must not keep every
+    # data set x image size anyone previewed in memory for good.
+    data = load_dataset(cfg.replace(subset_size=None), remember=False)
     generator = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.test_images), generator=generator)[:n]
     images = data.test_images[idx]

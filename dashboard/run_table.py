@@ -35,6 +35,7 @@ COLUMN_CONFIG = {
     "linear top-1": st.column_config.NumberColumn("linear", format="%.4f", width=65,
                                                   help="linear probe top-1 accuracy (test set)"),
     "duration": st.column_config.TextColumn("duration", width=85),
+    "disk MB": st.column_config.NumberColumn("disk MB", format="%.1f", width=70, help="checkpoint and log on disk"),
     "batch": st.column_config.NumberColumn("batch", format="%d", width=60),
     "subset": st.column_config.TextColumn("subset", width=60),
     "epochs": st.column_config.NumberColumn("epochs", format="%d", width=60),
@@ -44,17 +45,20 @@ COLUMN_CONFIG = {
     "open": st.column_config.LinkColumn("open", display_text="details", width=65),
 }
 COLUMNS = ["id", "name", "status", "phase", "progress", "ETA", "loss", "kNN top-1", "linear top-1", "duration",
-           "dataset", "encoder", "optimizer", "batch", "subset", "epochs", "seed", "device", "sweep", "executor", "tags", "created",
-           "open"]
+           "disk MB", "dataset", "encoder", "optimizer", "batch", "subset", "epochs", "seed", "device", "sweep",
+           "executor", "tags", "created", "open"]
 # What fits at 1400 px beside the sidebar: the results and the time; the rest in the column chooser
-# (the long sweep label is the Sweep filter's business, and the run page's).
+# (the long sweep label is the Sweep filter's business, and the run page's; disk use is totalled
+# under the table, per run in the chooser's "disk MB").
 DEFAULT_COLUMNS = ["id", "name", "status", "phase", "progress", "ETA", "loss", "kNN top-1", "linear top-1",
                    "duration", "open"]
 
 
-def frame(runs: Sequence[dict[str, Any]], etas: Mapping[int, float | None] | None = None) -> pd.DataFrame:
+def frame(runs: Sequence[dict[str, Any]], etas: Mapping[int, float | None] | None = None,
+          disk: Mapping[int, int] | None = None) -> pd.DataFrame:
+    """The table's rows; `etas`: seconds left of running runs; `disk`: bytes of each run's folder."""
     rows = []
-    etas = etas or {}
+    etas, disk = etas or {}, disk or {}
     for r in runs:
         cfg = r.get("config") or {}
         live = r["display_status"] in (RUNNING, CANCELLING)  # a dead run is doing nothing
@@ -66,6 +70,7 @@ def frame(runs: Sequence[dict[str, Any]], etas: Mapping[int, float | None] | Non
             "subset": "all" if r["subset_size"] is None else str(r["subset_size"]), "epochs": r["epochs"],
             "seed": cfg.get("seed"), "loss": r.get("latest_loss"), "kNN top-1": r.get("knn_top1"),
             "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
+            "disk MB": disk.get(r["id"], 0) / 1e6,
             "device": r.get("device") or "", "sweep": r.get("sweep_id") or "",
             "executor": executor.label(r.get("executor")), "tags": ", ".join(r.get("tags") or []),
             "created": fmt_time(r.get("created_at")),
@@ -84,7 +89,7 @@ def column_chooser(key: str) -> list[str]:
 
 
 def selectable_table(key: str, runs: Sequence[dict[str, Any]], *, etas: Mapping[int, float | None] | None = None,
-                     columns: Sequence[str] | None = None) -> list[int]:
+                     disk: Mapping[int, int] | None = None, columns: Sequence[str] | None = None) -> list[int]:
     """Draw the runs table (`columns` shown); returns the ids of the selected runs."""
     state = st.session_state
     ids = [r["id"] for r in runs]
@@ -101,7 +106,7 @@ def selectable_table(key: str, runs: Sequence[dict[str, Any]], *, etas: Mapping[
         state[f"{key}_snapshot"] = snapshot
         widget = f"{key}_{snapshot['version']}"
         default = {"selection": {"rows": [ids.index(i) for i in selected], "columns": []}}
-    event = st.dataframe(frame(runs, etas), key=widget, column_order=list(columns or DEFAULT_COLUMNS),
+    event = st.dataframe(frame(runs, etas, disk), key=widget, column_order=list(columns or DEFAULT_COLUMNS),
                          on_select="rerun", selection_mode="multi-row", hide_index=True,
                          column_config=COLUMN_CONFIG, selection_default=default, placeholder="-")
     rows = list(event.selection.rows) if default is None else [ids.index(i) for i in selected]

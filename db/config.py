@@ -36,6 +36,8 @@ KNOWN_SIZES: dict[str, tuple[int, int, int]] = {
     "stl10": (105000, 5000, 8000),  # unlabeled + train for pretraining, as in the STL-10 paper
     "synthetic": (1000, 1000, 200),
 }
+MAX_PATH_CHARS = 1024  # a longer data_dir is a mistake (and the OS refuses names past ~4096 anyway)
+MAX_GPUS = 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -265,8 +267,12 @@ def _validate(cfg: RunConfig) -> None:
             object.__setattr__(cfg, name, float(value))
 
     dev = cfg.device
-    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isascii()
+                                                       and dev[5:].isdecimal() and int(dev[5:]) < MAX_GPUS)):
+        raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps (N < {MAX_GPUS}); got {dev[:40]!r}")
+    if cfg.data_dir is not None and (len(cfg.data_dir) > MAX_PATH_CHARS or "\x00" in cfg.data_dir):
+        raise ConfigError("data_dir", f"must be a path of at most {MAX_PATH_CHARS} characters without NUL bytes; "
+                                      f"got {len(cfg.data_dir)} characters")
     if cfg.devices > 1:
         _validate_data_parallel(cfg)
     if cfg.warmup_epochs is not None and cfg.warmup_epochs > cfg.epochs:
@@ -303,8 +309,27 @@ def runs_root() -> Path:
     return Path(os.environ.get("SIMCLR_RUNS_DIR") or PROJECT_ROOT / "runs")
 
 
-def run_dir(run_id: int) -> Path:
-    return runs_root() / str(run_id)
+def under_runs_root(path: str | Path | None) -> Path | None:
+    """`path` resolved (symlinks and `..` too) when it lies inside the runs folder, else None.
+
+    The one gate for every file the dashboard reads, serves or deletes on the strength of a path
+    stored in the database: any worker host on a shared database can write such a row, so a path
+    that points elsewhere (/etc/shadow, a home folder) must never be read or removed.
+    """
+    if not path:
+        return None
+    try:
+        root = runs_root().resolve()
+        resolved = Path(path).resolve()
+    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, a symlink loop
+        return None
+    return resolved if resolved != root and resolved.is_relative_to(root) else None
+
+
+def run_dir(run_id: int, database_id: str) -> Path:
+    """runs/<database id>/<run id>: run ids restart at 1 in every database, so the folder is
+    named by both, and a new database pointed at an old runs folder never finds another's files."""
+    return runs_root() / database_id / str(run_id)
 
 
 # What a run leaves in its folder (the engine writes them, the dashboard reads them without torch).

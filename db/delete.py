@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Engine, delete
 
-from db.config import runs_root
+from db.config import run_dir, under_runs_root
+from db.identity import database_id
 from db.heartbeat import is_stale
 from db.models import metrics, runs
 from db.queue import runs_with_stale_limit
@@ -28,17 +29,11 @@ class Deleted:
     messages: list[str] = field(default_factory=list)  # one line per refusal, then one for what was deleted
 
 
-def run_files(run: Mapping[str, Any]) -> list[Path]:
+def run_files(run: Mapping[str, Any], db_id: str) -> list[Path]:
     """The run's folder and any recorded log/checkpoint, only where they lie under the runs root:
     paths come from the database, and a delete must never remove anything outside it."""
-    root = runs_root().resolve()
-    candidates = [root / str(run["id"])] + [Path(p) for p in (run.get("log_path"), run.get("checkpoint_path")) if p]
-    out = []
-    for path in candidates:
-        resolved = path.resolve()
-        if resolved != root and resolved.is_relative_to(root) and resolved.exists():
-            out.append(resolved)
-    return out
+    candidates = (run_dir(run["id"], db_id), run.get("log_path"), run.get("checkpoint_path"))
+    return [p for p in map(under_runs_root, candidates) if p is not None and p.exists()]
 
 
 def delete_runs(engine: Engine, run_ids: Sequence[int]) -> Deleted:
@@ -46,6 +41,7 @@ def delete_runs(engine: Engine, run_ids: Sequence[int]) -> Deleted:
     out = Deleted()
     now = utcnow()
     files: list[Path] = []
+    db_id = database_id(engine)
     with write_tx(engine) as conn:
         # Read and delete in one write transaction, so a run cannot be claimed between the check and the delete.
         query = runs_with_stale_limit().where(runs.c.id.in_(list(run_ids)))
@@ -58,7 +54,7 @@ def delete_runs(engine: Engine, run_ids: Sequence[int]) -> Deleted:
                 out.messages.append(f"run {run_id} is running: cancel it first, then delete it")
             else:
                 out.done.append(run_id)
-                files.extend(run_files(run))
+                files.extend(run_files(run, db_id))
         if out.done:
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces that only with foreign_keys=ON.
             conn.execute(delete(metrics).where(metrics.c.run_id.in_(out.done)))

@@ -95,6 +95,16 @@ class Worker(Base):
     stale_after_s: Mapped[float | None] = mapped_column(Float)
 
 
+class LabMeta(Base):
+    """Facts about the database itself; today one: `database_id` (see db/identity.py)."""
+
+    __tablename__ = "lab_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
 runs = Run.__table__
 metrics = Metric.__table__
 workers = Worker.__table__
+lab_meta = LabMeta.__table__

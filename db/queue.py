@@ -14,12 +14,13 @@ import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, Select, func, insert, select, update
 
 from db.config import ConfigError, RunConfig, runs_root
 from db.heartbeat import STALE_AFTER_S, is_stale, last_sign_of_life
+from db.identity import database_id
 from db.models import runs, workers
 from db.queries import run_values
 from db.session import is_sqlite, read_tx, write_tx
@@ -34,9 +35,11 @@ CLAIM_ENV = "SIMCLR_CLAIM"
 LOCAL_IDLE_EXIT_S = 1800.0
 
 
-def local_worker_log() -> Path:
-    """The log of the background worker on this machine (`worker --detach`, or the dashboard's)."""
-    return runs_root() / "worker.log"
+def local_worker_log(engine: Engine) -> Path:
+    """The log of this database's background worker on this machine (`worker --detach`, or the
+    dashboard's): runs/<database id>/worker.log, beside its run folders, so two databases sharing
+    a runs folder never write one log."""
+    return runs_root() / database_id(engine) / "worker.log"
 
 
 class NoSuchRun(LookupError):
@@ -113,15 +116,18 @@ def resume_runs(engine: Engine, run_ids: Sequence[int]) -> list[tuple[int, str]]
 
 
 # ----------------------------------------------------------------------------------------- claim
-def has_queued(engine: Engine) -> bool:
+def has_queued(engine: Engine, *, skip: Collection[int] = ()) -> bool:
     """A cheap read, so idle workers do not take SQLite's write lock every poll just to find nothing."""
+    query = select(runs.c.id).where(runs.c.status == QUEUED)
+    if skip:
+        query = query.where(runs.c.id.notin_(list(skip)))
     with read_tx(engine) as conn:
-        return conn.execute(select(runs.c.id).where(runs.c.status == QUEUED).limit(1)).first() is not None
+        return conn.execute(query.limit(1)).first() is not None
 
 
 def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: int | None = None,
-               pid: int | None = None, executor: str | None = None,
-               max_devices: int | None = None) -> dict[str, Any] | None:
+               pid: int | None = None, executor: str | None = None, max_devices: int | None = None,
+               skip: Collection[int] = ()) -> dict[str, Any] | None:
     """Take the oldest queued run (or run `run_id`, if it is queued) for `worker_id` on `device`;
     returns its row, or None if there is none to take.
 
@@ -135,16 +141,18 @@ def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: in
     attempt) is what the run's process and its worker check before they write.
     """
     with write_tx(engine) as conn:
-        return _claim(conn, worker_id, device, run_id=run_id, pid=pid, executor=executor, max_devices=max_devices)
+        return _claim(conn, worker_id, device, run_id=run_id, pid=pid, executor=executor, max_devices=max_devices,
+                      skip=skip)
 
 
 def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int | None, pid: int | None,
-           executor: str | None = None, max_devices: int | None = None) -> dict[str, Any] | None:
+           executor: str | None = None, max_devices: int | None = None,
+           skip: Collection[int] = ()) -> dict[str, Any] | None:
     """The claim statement. One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
     with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
     queueing behind one another. The outer `status = 'queued'` re-check costs nothing and keeps
-    the statement correct even without the lock.
+    the statement correct even without the lock. `skip`: runs this worker found it cannot run.
     """
     # The one status change that cannot go through transition() (it needs RETURNING on a row
     # chosen by a subquery); keep it honest against the same table of legal moves.
@@ -155,6 +163,8 @@ def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int 
         pick = pick.where(runs.c.id == run_id)
     if max_devices is not None:  # configs from before the `devices` field have none: one device
         pick = pick.where(func.coalesce(runs.c.config["devices"].as_integer(), 1) <= max_devices)
+    if skip:
+        pick = pick.where(runs.c.id.notin_(list(skip)))
     if conn.dialect.name != "sqlite":
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
@@ -195,6 +205,17 @@ def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | 
         claimed = _claim(conn, worker_id, None, run_id=run_id, pid=pid, executor=executor)
         assert claimed is not None, "a queued run under our write lock must be claimable"
         return claimed
+
+
+def release_claim(engine: Engine, run_id: int, worker_id: str, attempt: int, reason: str) -> bool:
+    """Give back a run this worker claimed but cannot run (e.g. it asks for a device the worker lacks):
+    queued again, the attempt not counted, `reason` shown on the run until some worker takes it."""
+    with write_tx(engine) as conn:
+        run = _locked_run(conn, run_id)
+        if run is None or run["status"] != RUNNING or run["worker_id"] != worker_id or run["attempts"] != attempt:
+            return False
+        return transition(conn, run_id, QUEUED, expect=RUNNING, worker_id=None, pid=None, device=None,
+                          heartbeat_at=None, attempts=attempt - 1, error=reason)
 
 
 RECORDABLE = ("pid", "log_path", "device", "executor")

@@ -28,6 +28,11 @@ def default_url() -> str:
     return os.environ.get("SIMCLR_DB") or f"sqlite:///{DEFAULT_DB_PATH}"
 
 
+def describe_url(url: str) -> str:
+    """The URL for messages: never with its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def is_sqlite(engine_or_url: Engine | str) -> bool:
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
     return url.get_backend_name() == "sqlite"

@@ -284,6 +284,12 @@ def run_timings(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
     return [r for r in found.values() if r["time/epoch_s"]]
 
 
+def newest_epoch(engine: Engine, name: str) -> float | None:
+    """The highest epoch of any run's `name` series (bench/twenty_tabs.py watches it grow)."""
+    with read_tx(engine) as conn:
+        return conn.execute(select(func.max(metrics.c.epoch)).where(metrics.c.name == name)).scalar()
+
+
 # ------------------------------------------------------------------------------------- workers
 WORKER_ALIVE, WORKER_STOPPED, WORKER_LOST = "alive", "stopped", "lost"
 

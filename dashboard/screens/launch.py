@@ -15,13 +15,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import launch_form as lf
-from dashboard import nav, preview
+from dashboard import live, nav, preview
 from dashboard.common import fmt_duration, get_engine
 from dashboard.estimate import estimate
 from db import views
 from db.config import RunConfig, config_fields
 from db.queue import live_workers
-from db.sweep import enqueue
+from db.sweep import MAX_NAME_CHARS, SweepError, enqueue
 
 SINGLE, GRID = "lf_", "lg_"  # widget key prefixes: single-run values, grid values
 GRID_MODE = "launch_grid_mode"
@@ -176,7 +176,12 @@ def _launch(plan: lf.Plan, name: str) -> None:
     if not plan.ok:
         st.session_state[RESULT] = ("error", "Nothing was launched: fix the errors marked above.")
         return
-    sweep_id, queued = enqueue(get_engine(), plan.runs, sweep=len(plan.runs) > 1, name=name.strip() or None)
+    try:
+        sweep_id, queued = enqueue(get_engine(), plan.runs, sweep=len(plan.runs) > 1, name=name.strip() or None)
+    except SweepError as e:
+        st.session_state[RESULT] = ("error", f"Nothing was launched: {e}")
+        return
+    live.forget()  # the Runs page shows the new runs at once
     ids = [run_id for run_id, _ in queued]
     what = f"sweep {sweep_id}: {len(ids)} runs (ids {ids[0]}-{ids[-1]})" if sweep_id else f"run {ids[0]}"
     st.session_state[RESULT] = ("success", f"Queued {what}.")
@@ -194,7 +199,7 @@ def render() -> None:
                        "the experiment this project started from. Other fields keep their values.")
 
     raw, slots = _form(grid)
-    name = st.text_input("Run name (optional)", key="launch_name",
+    name = st.text_input("Run name (optional)", key="launch_name", max_chars=MAX_NAME_CHARS,
                          help="A sweep's runs get this name plus their grid values.")
     _save(grid)
 

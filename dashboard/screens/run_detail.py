@@ -4,14 +4,14 @@ configuration; cancel, resume and clone."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import actions, annotate, artifacts_view, charts, device_use, insights_view, live, nav
-from dashboard.common import fmt_duration, fmt_time, get_engine, plain_heading, run_label
+from dashboard.common import fmt_duration, fmt_time, get_engine, md_plain, plain_heading, run_label
+from dashboard.files import under_runs
 from dashboard.launch_form import value_text
 from db import executor, views
 from db.status import FAILED, FINISHED, QUEUED, RUNNING
@@ -30,7 +30,8 @@ def _chosen_run() -> int | None:
         st.info("No runs yet.")
         return None
     param = st.query_params.get("run")
-    run_id = int(param) if param and param.isdigit() else None
+    # isdecimal, not isdigit: "²" is a digit to Python but not a number int() reads.
+    run_id = int(param) if param and param.isascii() and param.isdecimal() and len(param) < 19 else None
     if param and run_id not in labels:
         st.error(f"There is no run with id {param}; pick one below.")
         run_id = None
@@ -43,10 +44,13 @@ def _chosen_run() -> int | None:
 
 
 def tail(path: str | None, max_bytes: int = LOG_TAIL_BYTES, lines: int = LOG_TAIL_LINES) -> str | None:
-    """The last lines of a log without reading it all (logs of long runs grow large)."""
-    if not path or not Path(path).is_file():
+    """The last lines of a log without reading it all (logs of long runs grow large).
+
+    Only a file under the runs folder is read: the path comes from a database row."""
+    safe = under_runs(path)
+    if safe is None:
         return None
-    with open(path, "rb") as f:
+    with open(safe, "rb") as f:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - max_bytes))
@@ -95,7 +99,7 @@ def _status(run: dict[str, Any], eta: float | None = None) -> None:
         st.error(f"No heartbeat for {fmt_duration(run['heartbeat_age_s'])}: its worker or machine is gone. "
                  "A live worker requeues or fails it; if none is running, start one.")
     if run.get("error"):
-        (st.warning if run["status"] == "cancelled" else st.error)(run["error"])
+        (st.warning if run["status"] == "cancelled" else st.error)(md_plain(run["error"]))
         trace = traceback_tail(tail(run.get("log_path"))) if run["status"] == FAILED else None
         if trace:
             with st.expander("Traceback (the end of it, from the log)"):

@@ -3,7 +3,8 @@
 The filters and the column chooser sit outside the live fragment (changing them reruns the page);
 the table, the actions and the curves sit inside it and redraw every ~1.5 s without rerunning the
 rest of the page. Each action says what it did; an action that cannot apply to the selection is
-disabled (cancel: only queued or running runs; resume: failed, cancelled or dead ones).
+disabled (cancel: only queued or running runs; resume: failed, cancelled or dead ones; delete and
+discard checkpoints: runs that are not live).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import streamlit as st
 from dashboard import actions, charts, live, nav, run_filter, run_table
 from dashboard.common import get_engine, md_plain, run_label
 from db import views
+from db.config import runs_root
 from db.queue import live_workers
-from db.status import QUEUED, RUNNING, utcnow
+from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
+from db.status import QUEUED, RUNNING
 
 STATUS_FILTER, SWEEP_FILTER, COLUMNS = run_filter.STATUS_FILTER, run_filter.SWEEP_FILTER, "runs_columns"
 TABLE = "runs_table"
@@ -52,7 +55,7 @@ def render() -> None:
 def live_section(statuses: tuple[str, ...], sweep: str, columns: tuple[str, ...],
                  view: run_filter.View = run_filter.View()) -> None:
     engine = get_engine()
-    runs = views.run_summaries(engine, status=statuses or None, sweep_id=sweep or None, now=utcnow())
+    runs = live.run_summaries(engine, statuses, sweep)  # one query per SHARE_S for every open tab
     runs = run_filter.apply(runs, view)
     _worker_notice(runs)
     message = st.session_state.pop(MESSAGE, None)
@@ -62,9 +65,28 @@ def live_section(statuses: tuple[str, ...], sweep: str, columns: tuple[str, ...]
         st.info("No runs here yet. Launch some on the Launch page.")
         st.page_link(nav.LAUNCH.path, label="Launch", icon=":material/rocket_launch:")
         return
-    selected = run_table.selectable_table(TABLE, runs, etas=live.etas(engine, runs), columns=columns)
+    # Folder sizes per run only while their column is shown; the total always (under the table).
+    sized = tuple(r["id"] for r in runs) if "disk MB" in columns else ()
+    disk, total = _disk_use(str(engine.url), str(runs_root()), sized)
+    selected = run_table.selectable_table(TABLE, runs, etas=live.etas(engine, runs), disk=disk, columns=columns)
+    st.caption(f"Run folders take {human(total)} on disk (checkpoints and logs).")
     _actions(selected, {r["id"]: r for r in runs})
     _curves(engine, selected, runs)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _disk_use(url: str, root: str, run_ids: tuple[int, ...]) -> tuple[dict[int, int], int]:
+    # Walking run folders every 1.5 s in every tab is wasted work: sizes change slowly, so all
+    # sessions share one answer for 10 s. The database URL and the runs folder are in the key.
+    engine = get_engine()
+    return run_bytes(engine, run_ids), total_bytes(engine)
+
+
+def _discard(selected: list[int]) -> None:
+    engine = get_engine()
+    st.session_state[MESSAGE] = "\n\n".join(discard_checkpoint(engine, run_id) for run_id in selected)
+    _disk_use.clear()
+    live.forget()
 
 
 def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
@@ -75,15 +97,18 @@ def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
 
 def _cancel(selected: list[int]) -> None:
     st.session_state[MESSAGE] = "\n\n".join(actions.cancel_runs(get_engine(), selected).messages)
+    live.forget()
 
 
 def _resume(selected: list[int]) -> None:
     st.session_state[MESSAGE] = "\n\n".join(actions.resume_runs(get_engine(), selected).messages)
+    live.forget()
 
 
 def _delete(doomed: list[int]) -> None:
     st.session_state.pop(CONFIRM_DELETE, None)
     st.session_state[MESSAGE] = "\n\n".join(actions.delete_runs(get_engine(), doomed).messages)
+    live.forget()
 
 
 def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
@@ -93,7 +118,8 @@ def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
     cancellable = [r["id"] for r in chosen if actions.can_cancel(r)]
     resumable = [r["id"] for r in chosen if actions.can_resume(r)]
     deletable = [r["id"] for r in chosen if actions.can_delete(r)]
-    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 3])
+    discardable = [r["id"] for r in chosen if actions.can_discard(r)]
+    c1, c2, c3, c4, c5, c6 = st.columns([1, 1, 0.8, 1, 1.2, 2])
     c1.button(f"Cancel ({len(cancellable)})", key="runs_cancel", disabled=not cancellable, on_click=_cancel,
               args=(cancellable,), help="Queued runs are cancelled at once; running ones within seconds, "
                                         "keeping their last checkpoint.")
@@ -107,8 +133,12 @@ def _actions(selected: list[int], by_id: dict[int, dict[str, Any]]) -> None:
               on_click=st.session_state.__setitem__, args=(CONFIRM_DELETE, deletable),
               help="Delete the runs with their metrics, logs and checkpoints (asks first). A running run must be "
                    "cancelled first.")
+    c5.button(f"Discard ({len(discardable)})", key="runs_discard", disabled=not discardable, on_click=_discard,
+              args=(discardable,), help="Discard checkpoints to free disk space: delete the selected runs' "
+                                        "checkpoints (not of running runs). A resumed run then starts over; logs, "
+                                        "metrics and encoder.pt stay.")
     if len(selected) == 1:
-        c5.page_link(nav.RUN.path, label=f"Open {md_plain(run_label(chosen[0]))}", query_params={"run": selected[0]},
+        c6.page_link(nav.RUN.path, label=f"Open {md_plain(run_label(chosen[0]))}", query_params={"run": selected[0]},
                      icon=":material/monitoring:")
     doomed = st.session_state.get(CONFIRM_DELETE)
     if doomed:

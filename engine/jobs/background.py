@@ -2,8 +2,8 @@
 
 `./lab.sh serve` runs `worker --detach` before it starts the dashboard, so queued runs start
 without anyone opening a page, and stopping the dashboard does not stop them. The worker runs in
-its own session (Ctrl-C in the terminal does not reach it), logs to runs/worker.log, and exits
-after `--idle-exit` seconds with nothing to do, or when asked by `worker --stop`.
+its own session (Ctrl-C in the terminal does not reach it), logs to runs/<database id>/worker.log, and
+exits after `--idle-exit` seconds with nothing to do, or when asked by `worker --stop`.
 
 Which worker is alive is read from the `workers` table (each worker heartbeats there), not from a
 pid file: a pid file goes stale when a machine reboots, the table's heartbeat cannot.
@@ -64,9 +64,9 @@ def detach(args: argparse.Namespace, *, db_url: str) -> int:
     engine = make_engine(db_url)
     try:
         alive = live_workers(engine)  # each heartbeating within its own --stale-after
+        log = local_worker_log(engine)
     finally:
         engine.dispose()
-    log = local_worker_log()
     if alive:
         for w in alive:
             print(f"worker already running: pid {w['pid']} on {w['hostname']} ({w['devices']})")

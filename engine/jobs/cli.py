@@ -8,12 +8,15 @@ import os
 import socket
 import sys
 
+from sqlalchemy.exc import DBAPIError
+
 from db.config import ConfigError
 from db import executor
+from db.identity import DatabaseChanged
 from db.migrate import SchemaError
 from db.queries import get_run, list_runs
 from db.queue import CLAIM_ENV, claim_for_resume, create_and_claim
-from db.session import make_engine, write_tx
+from db.session import default_url, describe_url, make_engine, write_tx
 from db.status import FAILED, RUNNING, transition, utcnow
 from db.views import display_status
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
@@ -42,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the schema to this code's version")
     p.set_defaults(func=cmd_db)
 
+    p = sub.add_parser("disk", help="disk use of run folders; discard checkpoints",
+                       description="Without options: the disk use of every run's folder and the total. "
+                                   "--discard deletes checkpoints (a resumed run then starts over).")
+    p.add_argument("--discard", type=int, nargs="+", metavar="RUN_ID", default=[],
+                   help="delete these runs' checkpoints (not while they run)")
+    p.add_argument("--discard-finished", action="store_true",
+                   help="delete the checkpoints of every completed, failed and cancelled run")
+    p.set_defaults(func=cmd_disk)
+
     p = sub.add_parser("execute", help=argparse.SUPPRESS)  # a worker's child process: run one claimed run
     p.add_argument("run_id", type=int)
     p.add_argument("--attempt", type=int, required=True, help="the attempt number of the worker's claim")
@@ -64,11 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SchemaError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DatabaseChanged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except DBAPIError as e:
+        # Corrupt, read-only, full or unreachable: one line naming the database, not a traceback.
+        print(f"error: {database_fault(e, args.db)}", file=sys.stderr)
+        return 3
     except BrokenPipeError:
         # `python -m engine runs | head`: the reader has gone, which is not an error. Point stdout
         # at /dev/null so that the interpreter's final flush does not raise (and print) again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def database_fault(e: DBAPIError, url: str | None) -> str:
+    reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e).splitlines()[0]
+    return f"the run database {describe_url(url or default_url())} cannot be used: {reason}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -102,7 +126,7 @@ def _execute(db, run: dict, *, progress: bool) -> int:  # noqa: ANN001
     finally:
         if bar:
             bar.close()
-    print(run_summary_line(get_run(db, run_id)), flush=True)
+    print(run_summary_line(get_run(db, run_id), run_id), flush=True)
     return 1 if status == "failed" else 0
 
 
@@ -128,8 +152,8 @@ def _execute_processes(db, run_id: int, attempt: int, devices: int) -> int:  # n
                                 error=describe_exit(proc.returncode))
     run = get_run(db, run_id)
     if unrecorded:  # else process 0 has printed the summary
-        print(run_summary_line(run), flush=True)
-    return 0 if run["status"] in ("completed", "cancelled") else 1
+        print(run_summary_line(run, run_id), flush=True)
+    return 0 if run is not None and run["status"] in ("completed", "cancelled") else 1
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
@@ -147,7 +171,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     status = execute_run(db, args.run_id, args.attempt, log=lambda m: print(m, flush=True),
                          claim=os.environ.get(CLAIM_ENV))
     if main:
-        print(run_summary_line(get_run(db, args.run_id)), flush=True)
+        print(run_summary_line(get_run(db, args.run_id), args.run_id), flush=True)
     return 1 if status == "failed" else 0
 
 
@@ -166,6 +190,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
               f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6}  {r['name'] or ''}")
     if not rows:
         print("(no runs)")
+    return 0
+
+
+def cmd_disk(args: argparse.Namespace) -> int:
+    from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
+    from db.status import FINISHED
+
+    db = make_engine(args.db)
+    rows = list_runs(db)
+    targets = list(args.discard) + ([r["id"] for r in rows if r["status"] in FINISHED] if args.discard_finished else [])
+    for run_id in targets:
+        print(discard_checkpoint(db, run_id))
+    if targets:
+        return 0
+    sizes = run_bytes(db, [r["id"] for r in rows])
+    print(f"{'id':>5}  {'status':<10} {'disk':>9}  name")
+    for r in rows:
+        print(f"{r['id']:>5}  {r['status']:<10} {human(sizes[r['id']]):>9}  {r['name'] or ''}")
+    print(f"total: {human(total_bytes(db))} in run folders")
     return 0
 
 

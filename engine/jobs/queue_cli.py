@@ -12,7 +12,7 @@ import sys
 from db.delete import delete_runs
 from db.queries import list_runs
 from db.queue import NoSuchRun, live_workers, request_cancel
-from db.sweep import SweepError, enqueue, expand_grid, parse_grid
+from db.sweep import SweepError, check_submission, enqueue, expand_grid, parse_grid
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
@@ -58,8 +58,7 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
-        if args.retries < 0:
-            raise SweepError("--retries must be >= 0")
+        check_submission(args.name, args.retries)
         grid = parse_grid(args.grid)
         # Every combination is validated before the database is even opened.
         data_memo: dict = {}  # each data source is looked at once, not once per combination

@@ -58,6 +58,8 @@ from db import executor, queue
 from db.config import PROJECT_ROOT, RunConfig, run_dir, runs_root
 from db.queries import get_run, update_run
 from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
+from db.identity import ENV_VAR as DB_ID_VAR
+from db.identity import database_id
 from db.queue import CLAIM_ENV, RAY_CLAIM_PREFIX
 from db.session import default_url, make_engine
 from db.status import RUNNING, utcnow
@@ -221,6 +223,7 @@ class Dispatcher:
             raise DispatchError("--cpus-per-run and --max-pending must be at least 1")
         self.url = db_url or default_url()
         self.engine = make_engine(self.url)
+        self.database_id = database_id(self.engine)  # names run folders; each job checks it (db/identity.py)
         self.jobs, self.dashboard = jobs, dashboard
         self.cpus_per_run, self.max_pending, self.poll_s = cpus_per_run, max_pending, poll_s
         self.heartbeat_s, self.cancel_grace_s, self.stale_after_s = heartbeat_s, cancel_grace_s, stale_after_s
@@ -388,7 +391,8 @@ class Dispatcher:
             self.log(f"run {run_id}: {error}")
             queue.fail_claim(self.engine, run_id, claim, error)
             return False
-        env = job_env(self.url, claim, gpus, self.cpus_per_run, processes=cfg.devices)
+        env = {**job_env(self.url, claim, gpus, self.cpus_per_run, processes=cfg.devices),
+               DB_ID_VAR: self.database_id}
         try:
             new = self.jobs.submit(sid, job_entrypoint(run_id, run["attempts"], cfg), num_gpus=gpus, num_cpus=self.cpus_per_run, env=env)
         except RuntimeError as e:  # Ray answered, and refused (a bad runtime environment, ...)
@@ -422,7 +426,7 @@ class Dispatcher:
             self._watched.pop(sid)
             if job is None:
                 continue
-            path = run_dir(run_id) / "log.txt"
+            path = run_dir(run_id, self.database_id) / "log.txt"
             try:
                 text = self.jobs.logs(sid)
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,15 +25,20 @@ from sqlalchemy import Engine
 from db.config import ConfigError, RunConfig, run_dir
 from db.datasets import check_data
 from db.heartbeat import HEARTBEAT_S
+from db.identity import ENV_VAR, DatabaseChanged, Identity, identify, verify
 from db.queries import get_run
 from db.queue import beat_run, cancel_requested
 from db.session import write_tx
 from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition
 from engine.jobs.sysmon import SystemMonitor
 from engine.simclr import distributed
+from engine.simclr.checkpoint import CheckpointError
 from engine.simclr.metrics_log import NonFiniteLoss
 from engine.simclr.trainer import RunCancelled, RunContext, resolve_device, train
 
+# The final status write is retried (a full disk or a database restart may pass) before giving up;
+# then the process exits non-zero and its worker, or a stale-run recovery, settles the run.
+FINAL_WRITE_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
 CANCEL_POLL_S = 1.0
 
 
@@ -47,15 +52,27 @@ class Heartbeat(threading.Thread):
     """
 
     def __init__(self, db: Engine, run_id: int, worker_id: str, attempt: int, cancel: threading.Event,
-                 interval_s: float | None = None, cancel_poll_s: float = CANCEL_POLL_S):
+                 interval_s: float | None = None, cancel_poll_s: float = CANCEL_POLL_S,
+                 identity: Identity | None = None):
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.db, self.run_id, self.worker_id, self.attempt, self.cancel = db, run_id, worker_id, attempt, cancel
         self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
         self.cancel_poll_s = min(cancel_poll_s, self.interval_s)
+        self.identity = identity
         self.lost = False
+        self.database_changed: str | None = None
         self._stop = threading.Event()
 
     def beat(self) -> None:
+        if self.identity is not None:
+            try:
+                verify(self.db, self.identity)
+            except DatabaseChanged as e:
+                # Writing on would put this run's rows into some other database's run.
+                self.database_changed = str(e)
+                self.lost = True
+                self.cancel.set()
+                return
         state = beat_run(self.db, self.run_id, self.worker_id, self.attempt)
         if state == "lost":
             # Requeued after a missed heartbeat, claimed again (by anyone, this worker included), or
@@ -86,7 +103,7 @@ class Heartbeat(threading.Thread):
 
 def failure_message(exc: BaseException, cfg: RunConfig) -> str:
     """One line for the run's `error` column: what went wrong and, where we know, what to do."""
-    if isinstance(exc, NonFiniteLoss):
+    if isinstance(exc, (NonFiniteLoss, CheckpointError, DatabaseChanged)):
         return str(exc)
     if isinstance(exc, torch.OutOfMemoryError):
         return (f"CUDA out of memory at batch size {cfg.batch_size}; try a smaller batch size "
@@ -117,14 +134,21 @@ def execute_run(db: Engine, run_id: int, attempt: int, *,
     if run["attempts"] != attempt:
         raise RuntimeError(f"run {run_id} is at attempt {run['attempts']}, not {attempt}: "
                            "this process's claim was taken over")
+    identity = identify(db)
+    expected = os.environ.get(ENV_VAR)
+    if expected and expected != identity.database_id:
+        raise DatabaseChanged(f"run {run_id}: the database {db.url.render_as_string(hide_password=True)} is "
+                              f"database {identity.database_id}, not {expected} that the worker claimed it in; "
+                              "not running it")
     cfg = RunConfig.from_dict(run["config"])
     if os.environ.get("SIMCLR_NUM_THREADS"):
         torch.set_num_threads(max(1, int(os.environ["SIMCLR_NUM_THREADS"])))
 
     main = distributed.env_rank() == 0  # the run's only process, or process 0 of several
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step if main else None,
-                     log=log if main else _quiet)
-    heartbeat = Heartbeat(db, run_id, run["worker_id"], attempt, ctx.cancel)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, identity.database_id),
+                     on_step=on_step if main else None, log=log if main else _quiet,
+                     keep_optimizer_state=os.environ.get("SIMCLR_KEEP_OPTIMIZER_STATE", "") not in ("", "0"))
+    heartbeat = Heartbeat(db, run_id, run["worker_id"], attempt, ctx.cancel, identity=identity)
     # Device use is sampled by process 0 only (its device): the sys/* series are one per run.
     monitor = SystemMonitor(db, run_id)
     if main:
@@ -164,16 +188,32 @@ def execute_run(db: Engine, run_id: int, attempt: int, *,
         heartbeat.stop()
         monitor.stop()
         distributed.leave()
+    if heartbeat.database_changed:
+        raise DatabaseChanged(f"run {run_id} stopped: {heartbeat.database_changed}")
     if not main and status != FAILED:
         return status  # process 0 records the outcome (any process may record its own failure)
     if heartbeat.lost:
         log(f"run {run_id} is no longer this process's (requeued or claimed elsewhere); leaving it as it is")
-    with write_tx(db) as conn:
-        if not transition(conn, run_id, status, expect=RUNNING, claimed_by=run["worker_id"], attempt=attempt,
-                          **values):
-            now = get_run(conn, run_id)
-            log(f"run {run_id} was moved to {now['status'] if now else 'deleted'} by someone else meanwhile")
-            return now["status"] if now else status
+    return _final_write(db, run_id, run["worker_id"], attempt, status, values, log)
+
+
+def _final_write(db: Engine, run_id: int, claim: str | None, attempt: int, status: str, values: dict[str, Any],
+                 log: Callable[[str], None]) -> str:
+    """Record the final status, retrying a failing write; a run must not stay `running` for good."""
+    for delay in (*FINAL_WRITE_DELAYS_S, None):
+        try:
+            with write_tx(db) as conn:
+                if not transition(conn, run_id, status, expect=RUNNING, claimed_by=claim, attempt=attempt,
+                                  **values):
+                    now = get_run(conn, run_id)
+                    log(f"run {run_id} was moved to {now['status'] if now else 'deleted'} by someone else meanwhile")
+                    return now["status"] if now else status
+            return status
+        except Exception as e:  # noqa: BLE001 — full disk, read-only or unreachable database
+            if delay is None:
+                raise
+            log(f"could not record run {run_id} as {status} ({str(e).splitlines()[0]}); retrying in {delay:g} s")
+            time.sleep(delay)
     return status
 
 
@@ -181,7 +221,9 @@ def _quiet(message: str) -> None:
     """The log of processes other than 0: process 0 speaks for the run."""
 
 
-def run_summary_line(run: dict[str, Any]) -> str:
+def run_summary_line(run: dict[str, Any] | None, run_id: int | None = None) -> str:
+    if run is None:
+        return f"run {run_id} no longer exists in this database"
     parts = [f"run {run['id']} {run['status']}"]
     for key in ("final_loss", "knn_top1", "linear_loss", "linear_top1"):
         if run.get(key) is not None:

@@ -47,6 +47,8 @@ from sqlalchemy.exc import DBAPIError
 from db import executor, queue
 from db.config import run_dir
 from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
+from db.identity import ENV_VAR as DB_ID_VAR
+from db.identity import DatabaseChanged, identify, verify
 from db.queue import CLAIM_ENV, LOCAL_IDLE_EXIT_S, Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
@@ -189,6 +191,24 @@ def plan_slots(devices: str | None, slots: int | None, gpus: list[str], cores: i
     return plan
 
 
+def device_problem(wanted: str, slot: str) -> str | None:
+    """Why a run whose config asks for `wanted` cannot run in a slot on `slot`, or None if it can.
+
+    A GPU slot shows its run exactly one GPU, as cuda:0 (CUDA_VISIBLE_DEVICES), so cuda:N > 0
+    cannot run in any slot; a CPU slot hides every GPU.
+    """
+    if wanted in ("auto", "cpu"):
+        return None
+    if wanted.startswith("cuda"):
+        if not slot.startswith("cuda"):
+            return f"the run asks for device {wanted} and this slot has no GPU (slot device {slot})"
+        if wanted not in ("cuda", "cuda:0"):
+            return (f"the run asks for device {wanted}, but a worker shows each run one GPU, as cuda:0; "
+                    "use device cuda (or auto) and pick GPUs with the worker's --devices")
+        return None
+    return f"the run asks for device {wanted}, which this worker does not offer (slot device {slot})"
+
+
 # ------------------------------------------------------------------------------- child processes
 def _die_with_parent_fn() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGKILL the child when the worker dies (PR_SET_PDEATHSIG)."""
@@ -224,6 +244,9 @@ class Worker:
         check_stale_after(stale_after_s)  # before anything starts: a bad limit must not touch the queue
         self.url = db_url or default_url()
         self.engine = make_engine(self.url)  # refuses an outdated schema with the `db upgrade` hint
+        self.identity = identify(self.engine)  # checked every heartbeat: a swapped database stops the worker
+        self.database_changed: str | None = None
+        self._unsuitable: set[int] = set()  # runs claimed and given back: they ask for a device we lack
         self.slots = slots
         self.stale_after_s, self.poll_s, self.heartbeat_s = stale_after_s, poll_s, heartbeat_s
         self.cancel_grace_s, self.exit_when_idle, self.command = cancel_grace_s, exit_when_idle, command
@@ -248,6 +271,8 @@ class Worker:
         try:
             while True:
                 self._tick()
+                if self.database_changed:
+                    return self._abandon()
                 try:
                     if self._finished():
                         break
@@ -255,14 +280,16 @@ class Worker:
                     self.log(f"database error, retrying: {str(e).splitlines()[0]}")
                 time.sleep(self.poll_s)
         finally:
-            self._kill_all("worker is exiting", consume_retry=False)
-            self._reap_until_empty()
+            if not self.database_changed:  # else nothing may be written to a database that is not ours
+                self._kill_all("worker is exiting", consume_retry=False)
+                self._reap_until_empty()
             restore()
-            try:
-                queue.worker_stopped(self.engine, self.id)
-            except DBAPIError as e:
-                self.log(f"could not mark the worker stopped: {e}")
-            self.log(f"worker {self.id} stopped")
+            if not self.database_changed:
+                try:
+                    queue.worker_stopped(self.engine, self.id)
+                except DBAPIError as e:
+                    self.log(f"could not mark the worker stopped: {e}")
+                self.log(f"worker {self.id} stopped")
         return 0
 
     def request_stop(self) -> None:
@@ -284,11 +311,29 @@ class Worker:
         self._log(f"{utcnow():%Y-%m-%d %H:%M:%S} {message}")
 
     # ---------------------------------------------------------------- loop
+    def _abandon(self) -> int:
+        """The database changed under us: stop the runs without writing a thing, and exit."""
+        self.log(f"error: {self.database_changed}. Stopping this worker and its runs without writing to "
+                 "the database any more; start a worker again to serve the database now there.")
+        for job in self.jobs:
+            _kill_group(job.proc.pid)
+        for job in self.jobs:
+            job.proc.wait()
+            job.log_file.close()
+        for slot in self.slots:
+            slot.job = None
+        return 3
+
     def _tick(self) -> None:
         try:
             self._reap()
             now = time.monotonic()
             if now - self._last_beat >= self.heartbeat_s:
+                try:
+                    verify(self.engine, self.identity)
+                except DatabaseChanged as e:
+                    self.database_changed = str(e)
+                    return
                 queue.heartbeat(self.engine, self.id, [j.run_id for j in self.jobs if j.proc.poll() is None])
                 self._police_jobs(now)
                 self._last_beat = now
@@ -325,7 +370,8 @@ class Worker:
         if self.draining or self.stop_now:
             return True
         if self.idle_exit_s is not None:
-            if queue.has_queued(self.engine):
+            # Runs it gave back (a device it lacks) are not work for it: they must not keep it up.
+            if queue.has_queued(self.engine, skip=self._unsuitable):
                 self._idle_since = None
             else:
                 now = time.monotonic()
@@ -336,27 +382,37 @@ class Worker:
                     return True
         # Idle means nothing queued and nothing running anywhere: a run another worker loses can
         # still come back to the queue, and a worker meant to drain it should be there to take it.
-        return self.exit_when_idle and not queue.has_queued(self.engine) and queue.running_count(self.engine) == 0
+        return (self.exit_when_idle and not queue.has_queued(self.engine, skip=self._unsuitable)
+                and queue.running_count(self.engine) == 0)
 
     def _fill_slots(self) -> None:
         while True:
             free = [s for s in self.slots if s.job is None]
-            if not free or not queue.has_queued(self.engine):
+            if not free or not queue.has_queued(self.engine, skip=self._unsuitable):
                 return
-            run = queue.claim_next(self.engine, self.id, free[0].device, max_devices=max_devices(free))
+            run = queue.claim_next(self.engine, self.id, free[0].device, max_devices=max_devices(free),
+                                   skip=self._unsuitable)
             if run is None:
                 return
             devices = int(run["config"].get("devices", 1))
             slots = slots_for(devices, free)
             assert slots is not None, "claim_next took a run larger than max_devices"
+            problem = device_problem(str(run["config"].get("device", "auto")), slots[0].device)
+            if problem:
+                self._unsuitable.add(run["id"])
+                reason = f"worker {self.id} cannot run it: {problem}; it waits for a worker that can"
+                self.log(f"run {run['id']}: {reason}")
+                queue.release_claim(self.engine, run["id"], self.id, run["attempts"], reason)
+                continue  # and try the next queued run
             self._spawn(slots, run, devices)
 
     def _spawn(self, slots: list[Slot], run: dict, devices: int = 1) -> None:
         run_id, attempt = run["id"], run["attempts"]
-        log_path = run_dir(run_id) / "log.txt"
+        log_path = run_dir(run_id, self.identity.database_id) / "log.txt"
         # "cuda:0", "cuda:0,cuda:1" (one process per GPU), or "cpu x2" (processes sharing a CPU slot)
         label = ",".join(s.device for s in slots) + (f" x{devices}" if devices > len(slots) else "")
-        env = {**os.environ, **launch_env(slots, devices), **process_env(self.url), CLAIM_ENV: self.id}
+        env = {**os.environ, **launch_env(slots, devices), **process_env(self.url), CLAIM_ENV: self.id,
+               DB_ID_VAR: self.identity.database_id}
         log_file = None
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,8 +545,9 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
                              f"(default: never; with --detach {LOCAL_IDLE_EXIT_S:g})")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--detach", action="store_true",
-                      help="start a worker in the background (own session, log in runs/worker.log) unless one "
-                           "is already alive for this database, print its pid and how to stop it, and return")
+                      help="start a worker in the background (own session, log in runs/<database id>/"
+                           "worker.log) unless one is already alive for this database, print its pid and how to stop "
+                           "it, and return")
     what.add_argument("--stop", action="store_true",
                       help="ask the live workers of this database on this machine to stop: they claim nothing "
                            "more and exit when their running runs finish (with --now: at once, requeueing them)")

@@ -41,6 +41,13 @@ from db.config import IMAGE_SUFFIXES, KNOWN_SIZES, PROJECT_ROOT, RunConfig
 from db.datasets import where_to_put
 
 MINI_ASSET = Path(__file__).resolve().parents[1] / "assets" / "cifar10-mini.npz"
+# Bounds on one image file, checked before it is read or decoded: a 1.2 MB PNG can decode to
+# 1.2 GB, and a sparse file can claim gigabytes it never stored.
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # e.g. 8000 x 5000; far beyond what any run here trains on
+# The smallest std a channel is normalised by (one grey level): a channel constant over the whole
+# data set has std 0, and dividing by it would make every loss NaN (blamed on the learning rate).
+MIN_CHANNEL_STD = 1.0 / 255.0
 CACHE_FORMAT = 1  # bump when the cached dict's layout changes: old files then simply miss
 
 # A data set before the subset is applied, as cached on disk:
@@ -71,9 +78,12 @@ class ImageData:
 
 
 # ============================================================================ public entry points
-def load_dataset(cfg: RunConfig) -> ImageData:
-    """Load (decoding or reading the cache when needed) and apply the seeded subset."""
-    splits = _load_splits(cfg)
+def load_dataset(cfg: RunConfig, *, remember: bool = True) -> ImageData:
+    """Load (decoding or reading the cache when needed) and apply the seeded subset.
+
+    remember=False does not keep the data set in this process's memory afterwards (the dashboard's
+    augmentation preview: a web server must not hold every data set x size it was asked about)."""
+    splits = _load_splits(cfg, remember=remember)
     labels: torch.Tensor = splits["pretrain_labels"]
     images: torch.Tensor = splits["pretrain_images"]
     total = len(labels)
@@ -151,7 +161,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tup
         m = float((hist * levels).sum()) / n
         var = max(0.0, float((hist * levels**2).sum()) / n - m * m)
         mean.append(m / 255.0)
-        std.append(math.sqrt(var) / 255.0)
+        std.append(max(MIN_CHANNEL_STD, math.sqrt(var) / 255.0))
     return (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
 
 
@@ -171,7 +181,7 @@ def clear_memory_cache() -> None:
 
 
 # ============================================================================ caching
-def _load_splits(cfg: RunConfig) -> Splits:
+def _load_splits(cfg: RunConfig, *, remember: bool = True) -> Splits:
     key_of, build = _source(cfg)
     key = key_of()
     memory_key = f"{cfg.dataset}|{cfg.image_size}|{key}"
@@ -187,7 +197,8 @@ def _load_splits(cfg: RunConfig) -> Splits:
             key = key_of()
             memory_key = f"{cfg.dataset}|{cfg.image_size}|{key}"
             _write_cache(_cache_path(cfg, key), splits)
-    _MEMORY[memory_key] = splits
+    if remember:
+        _MEMORY[memory_key] = splits
     return splits
 
 
@@ -325,6 +336,7 @@ def _decode_all(blobs: Sequence[torch.Tensor], names: Sequence[str], size: int) 
 
     out = torch.empty((len(blobs), 3, size, size), dtype=torch.uint8)
     for i, blob in enumerate(blobs):
+        _check_pixels(blob, names[i])
         try:
             image = decode_image(blob, mode=ImageReadMode.RGB)
         except (RuntimeError, ValueError):
@@ -335,6 +347,41 @@ def _decode_all(blobs: Sequence[torch.Tensor], names: Sequence[str], size: int) 
             image = (image.to(torch.int32) >> 8).to(torch.uint8)
         out[i] = _fit(image, size)
     return out
+
+
+def _check_pixels(blob: torch.Tensor, name: str) -> None:
+    """Refuse an image whose header claims more than MAX_IMAGE_PIXELS, before decoding it.
+
+    PIL's open() reads the header only; a file PIL cannot identify is left to the decoders below,
+    which name it in their error if they cannot read it either."""
+    from PIL import Image
+
+    if len(blob) == 0:
+        raise DataError(f"image file {name} is empty (0 bytes). Delete or replace it, then run again.")
+    try:
+        with Image.open(io.BytesIO(blob.numpy().tobytes())) as im:
+            pixels = f"{im.width} x {im.height}" if im.width * im.height > MAX_IMAGE_PIXELS else None
+    except Image.DecompressionBombError:  # PIL's own, far higher limit
+        pixels = "too many"
+    except Exception:  # noqa: BLE001 — not identifiable here; the decoders report it
+        return
+    if pixels:
+        raise DataError(f"image file {name} is {pixels} pixels; at most {MAX_IMAGE_PIXELS:,} pixels per image "
+                        "are decoded. Shrink or remove it, then run again.")
+
+
+def _read_image_file(path: str) -> torch.Tensor:
+    """The bytes of one image file, refusing a file larger than MAX_IMAGE_BYTES before reading it."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_IMAGE_BYTES:
+                raise DataError(f"image file {path} is {size / 1e6:.0f} MB; at most {MAX_IMAGE_BYTES / 1e6:.0f} MB "
+                                "per image file are read. Shrink or remove it, then run again.")
+            data = f.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise DataError(f"cannot read image file {path}: {exc}") from exc
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
 def _decode_with_pil(blob: torch.Tensor, name: str) -> torch.Tensor:
@@ -427,13 +474,7 @@ def _scan_imagefolder(root: Path) -> _FolderScan:
 def _build_imagefolder(scan: _FolderScan, size: int) -> Splits:
     splits: Splits = {"classes": scan.classes}
     for split, items in scan.files.items():
-        blobs = []
-        for path, _ in items:
-            try:
-                with open(path, "rb") as f:
-                    blobs.append(torch.frombuffer(bytearray(f.read()), dtype=torch.uint8))
-            except OSError as exc:
-                raise DataError(f"cannot read image file {path}: {exc}") from exc
+        blobs = [_read_image_file(path) for path, _ in items]
         splits[f"{split}_images"] = _decode_all(blobs, [p for p, _ in items], size)
         splits[f"{split}_labels"] = torch.tensor([label for _, label in items], dtype=torch.int64)
     splits["pretrain_images"] = splits["train_images"]

@@ -28,12 +28,13 @@ import torch
 from sqlalchemy import Engine
 
 from db.config import CHECKPOINT_FILE, RunConfig
+from db.identity import database_id
 from db.queries import delete_metrics_after, record_start, set_phase, update_run
 from db.status import CHECKPOINT, KNN, PROBE, TRAINING
 from engine.simclr import insights
 from engine.simclr.artifacts import save_encoder, write_checkpoint_info
 from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
-from engine.simclr.checkpoint import load_checkpoint, save_checkpoint
+from engine.simclr.checkpoint import OWNER, CheckpointError, check_owner, discard_hint, load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
 from engine.simclr.distributed import DataParallel, SilentLogger
 from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize
@@ -57,6 +58,8 @@ class RunContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     on_step: Callable[[int, int, float], None] | None = None  # (step, total_steps, loss): progress display
     log: Callable[[str], None] = print
+    # A finished run keeps its weights; the optimizer state (as large again) only when asked.
+    keep_optimizer_state: bool = False
     dp: DataParallel | None = None  # set when this is one of the run's several processes
 
     @property
@@ -228,17 +231,23 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     total_steps = cfg.epochs * n_steps
 
     start_epoch, step = 0, 0
+    owner = {"database_id": database_id(ctx.db), "run_id": ctx.run_id}
     if ctx.checkpoint_path.exists():
-        state = load_checkpoint(ctx.checkpoint_path, map_location=device)
+        try:
+            state = load_checkpoint(ctx.checkpoint_path, map_location=device)
+            check_owner(state, ctx.checkpoint_path, owner, cfg.to_dict())
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}; {discard_hint(ctx.run_id)}") from e
         t.model.load_state_dict(state["model"])
-        t.optimizer.load_state_dict(state["optimizer"])
-        t.scheduler.load_state_dict(state["scheduler"])
         start_epoch, step = state["epoch"], state["step"]
-        # Generator states are CPU byte tensors whatever the generator's device.
-        rng_cpu, rng_augment = state["rng_ranks"][t.rank] if dp else (state["rng_cpu"], state["rng_augment"])
-        torch.set_rng_state(rng_cpu.cpu())
-        t.aug_gen.set_state(rng_augment.cpu())
-        t.shuffle_gen.set_state(state["rng_shuffle"].cpu())
+        if "optimizer" in state:  # absent once a finished run was slimmed; then no epoch is left to train
+            t.optimizer.load_state_dict(state["optimizer"])
+            t.scheduler.load_state_dict(state["scheduler"])
+            # Generator states are CPU byte tensors whatever the generator's device.
+            rng_cpu, rng_augment = state["rng_ranks"][t.rank] if dp else (state["rng_cpu"], state["rng_augment"])
+            torch.set_rng_state(rng_cpu.cpu())
+            t.aug_gen.set_state(rng_augment.cpu())
+            t.shuffle_gen.set_state(state["rng_shuffle"].cpu())
         if main:
             # Rows written after the checkpoint are replayed by this resumed run: drop them first.
             dropped = delete_metrics_after(ctx.db, ctx.run_id, step)
@@ -316,7 +325,7 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
         logger.flush()
         # Metrics first, then the checkpoint: a resumed run drops rows past the checkpoint's step.
         t0 = phase(CHECKPOINT)
-        save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, t, epoch + 1, step, rng_ranks))
+        save_checkpoint(ctx.checkpoint_path, _checkpoint_state(cfg, owner, t, epoch + 1, step, rng_ranks))
         write_checkpoint_info(ctx.run_dir, epoch=epoch + 1, step=step)
         update_run(ctx.db, ctx.run_id, checkpoint_path=str(ctx.checkpoint_path))
         logger.log("time/checkpoint_s", time.perf_counter() - t0, step, epoch + 1)
@@ -343,7 +352,20 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     if ctx.cancel.is_set():
         raise RunCancelled()
     _save_results(cfg, ctx, t.model, data, feats, t.mean, t.std, device, t.amp, step)
+    if not ctx.keep_optimizer_state:
+        _drop_optimizer_state(ctx.checkpoint_path)
     return summary
+
+
+def _drop_optimizer_state(path: Path) -> None:
+    """Rewrite a finished run's checkpoint with its weights only: the optimizer's state (LARS
+    momentum: as large as the model) is only needed to train on, and runs add up to gigabytes."""
+    if not path.exists():
+        return
+    state = load_checkpoint(path)
+    if "optimizer" in state:
+        keep = ("model", "epoch", "step", "config", OWNER)
+        save_checkpoint(path, {k: state[k] for k in keep if k in state})
 
 
 def _save_results(cfg: RunConfig, ctx: RunContext, model: SimCLRModel, data: ImageData,
@@ -409,11 +431,11 @@ def loader_workers() -> int:
 EVAL_BATCH = {"cuda": 512, "cpu": 64}
 
 
-def _checkpoint_state(cfg: RunConfig, t: Training, epoch: int, step: int,
+def _checkpoint_state(cfg: RunConfig, owner: dict[str, Any], t: Training, epoch: int, step: int,
                       rng_ranks: list[Any] | None = None) -> dict[str, Any]:
     state = {
         "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
-        "epoch": epoch, "step": step, "config": cfg.to_dict(), "rng_cpu": torch.get_rng_state(),
+        "epoch": epoch, "step": step, "config": cfg.to_dict(), OWNER: owner, "rng_cpu": torch.get_rng_state(),
         "rng_augment": t.aug_gen.get_state(), "rng_shuffle": t.shuffle_gen.get_state(),
     }
     if rng_ranks is not None:  # several processes: each one's (CPU, augmentation) generator states, by rank

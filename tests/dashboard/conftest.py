@@ -16,6 +16,15 @@ APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 TIMEOUT_S = 60  # generous: the test machine's cores are shared
 
 
+@pytest.fixture(autouse=True)
+def unshared_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page tests change the database between two runs of a page within milliseconds: every run
+    reads afresh here (test_live.py covers the sharing itself)."""
+    from dashboard import live
+
+    monkeypatch.setattr(live, "SHARE_S", 0.0)
+
+
 @pytest.fixture
 def db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     monkeypatch.setenv("SIMCLR_DB", sqlite_url)

@@ -53,3 +53,51 @@ def test_no_password_means_no_gate(app) -> None:  # noqa: ANN001
     at = app()
     assert not at.text_input(key="lf_batch_size").disabled
     assert "sign_in_password" not in [t.key for t in at.text_input]
+
+
+def test_wrong_guesses_are_slowed_down_for_the_whole_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from dashboard import auth
+
+    monkeypatch.setenv("SIMCLR_PASSWORD", "s3cret")
+    monkeypatch.setattr(auth, "_failures", 0)
+    slept: list[float] = []
+    monkeypatch.setattr(auth.time, "sleep", slept.append)
+    threads = [threading.Thread(target=auth.check, args=(f"guess{i}",)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert slept == [1.0] * 5 + [2.0] * 5 + [4.0] * 2  # 12 wrong guesses cost 22 s, from any number of sessions
+    assert auth.check("s3cret") and auth._failures == 0
+    assert auth.failure_delay(10_000) == auth.MAX_DELAY_S
+
+
+@pytest.mark.parametrize("address, password, host, refused", [
+    (None, False, "localhost:8501", "without a password"),  # bare `streamlit run` from elsewhere: all interfaces
+    ("0.0.0.0", False, "10.0.0.5:8501", "without a password"),
+    ("0.0.0.0", True, "10.0.0.5:8501", None),
+    ("localhost", False, "localhost:8501", None),
+    ("127.0.0.1", False, "[::1]:8501", None),
+    ("localhost", False, "attacker.example:8501", "DNS rebinding"),
+])
+def test_who_may_be_served(address: str | None, password: bool, host: str, refused: str | None) -> None:
+    from dashboard.safety import refusal
+
+    got = refusal(address, password, host)
+    assert (got is None) if refused is None else (refused in got)
+
+
+def test_a_server_on_all_interfaces_without_password_draws_nothing(db, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from streamlit import config
+
+    add_run(db, name="private")
+    before = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = _start().run()
+    finally:
+        config.set_option("server.address", before)
+    assert any("without a password" in e for e in texts(at, "error"))
+    assert not at.dataframe and not at.text_input and not at.selectbox

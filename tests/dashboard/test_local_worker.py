@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from dashboard import local_worker
 from dashboard.local_worker import LocalWorker
+from db.identity import database_id
 from db.queue import register_worker
 
 
@@ -41,7 +42,8 @@ def test_starts_one_detached_worker_with_an_idle_exit(db: Engine, enabled: None,
         pid = worker.proc.pid
         assert os.getsid(pid) == pid  # its own session: Ctrl-C in the server's terminal does not reach it
         status = worker.ensure(db)
-        assert "running" in status and "worker.log" in status  # no second worker; the sidebar says where its log is
+        # No second worker; the sidebar says where its log is: beside this database's run folders.
+        assert "running" in status and f"{database_id(db)}/worker.log" in status
         assert worker.proc.pid == pid
     finally:
         os.killpg(worker.proc.pid, signal.SIGKILL)

@@ -306,3 +306,14 @@ def test_resume_requeues_failed_cancelled_and_dead_runs_but_not_completed_or_liv
     assert get_run(engine, live)["status"] == "running" and "is running" in said[live]
     assert get_run(engine, done)["status"] == "completed" and "already completed" in said[done]
     engine.dispose()
+
+
+# ------------------------------------------------------------------------------- bounded input
+def test_long_paths_and_odd_devices_are_refused_by_the_config() -> None:
+    from db.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data_dir: must be a path of at most 1024 characters"):
+        RunConfig(dataset="imagefolder", data_dir="/x" * 2500)
+    for device in ("cuda:99999999999999999999", "cuda:²", "gpu", "cuda:-1"):
+        with pytest.raises(ConfigError, match="device"):
+            RunConfig(device=device)

@@ -30,7 +30,7 @@ def test_fresh_database_is_created_at_head(db_url: str) -> None:
 def test_outdated_schema_is_refused_with_the_upgrade_command(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'old0'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
     engine.dispose()
     with pytest.raises(SchemaError, match="python -m engine db upgrade"):
         make_engine(sqlite_url)
@@ -84,3 +84,43 @@ def test_deleting_a_run_deletes_its_metrics(tmp_path: Path, sqlite_url: str) -> 
         write_metrics(conn, [dict(run_id=run_id, name="a", step=1, epoch=0.0, value=1.0, time=0.0)])
         conn.execute(text("DELETE FROM runs WHERE id = :i"), {"i": run_id})
     assert metric_rows(engine, [run_id]) == []
+
+
+def test_a_database_newer_than_the_code_is_one_clear_line_and_upgrade_does_not_crash(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(SchemaError, match="newer than this code.*update the code") as info:
+        make_engine(sqlite_url)
+    assert "db upgrade" not in str(info.value)
+    with pytest.raises(SchemaError, match="newer than this code"):
+        upgrade(make_engine(sqlite_url, upgrade=False))
+
+
+def test_a_database_made_before_migrations_is_adopted_by_upgrade(sqlite_url: str) -> None:
+    from db.identity import database_id
+
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("DROP TABLE lab_meta"))  # what the first version left: runs, metrics, workers
+        for column in ("executor", "tags", "note", "phase"):  # added by 0006, 0005 and 0004
+            conn.execute(text(f"ALTER TABLE runs DROP COLUMN {column}"))
+        conn.execute(text("ALTER TABLE workers DROP COLUMN stale_after_s"))  # added by 0002
+    engine.dispose()
+    with pytest.raises(SchemaError, match="no migration history.*db upgrade"):
+        make_engine(sqlite_url)
+    before, after = upgrade(make_engine(sqlite_url, upgrade=False))
+    assert before is None and after == head_revision(engine)
+    assert len(database_id(make_engine(sqlite_url))) == 32
+
+
+def test_database_faults_are_one_line_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from engine.jobs.cli import main
+
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    assert main(["--db", f"sqlite:///{corrupt}", "runs"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "file is not a database" in err and str(corrupt) in err

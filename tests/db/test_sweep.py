@@ -66,3 +66,34 @@ def test_enqueue_a_sweep_records_one_sweep_id_and_names(engine) -> None:
     single_sweep, [(single, label)] = sweep.enqueue(engine, sweep.expand_grid({"dataset": "synthetic"}, []),
                                                     sweep=False)
     assert single_sweep is None and label == "" and get_run(engine, single)["sweep_id"] is None
+
+
+# ------------------------------------------------------------------------------- bounded input
+def test_a_huge_grid_is_refused_from_its_value_counts_before_building_combinations() -> None:
+    import tracemalloc
+
+    grid = [("seed", list(range(200))), ("batch_size", list(range(2, 202))), ("epochs", list(range(1, 51)))]
+    built: list[dict] = []
+    tracemalloc.start()
+    with pytest.raises(sweep.SweepError, match="2,000,000 combinations"):
+        sweep.expand_grid({}, grid, build=lambda values: built.append(values) or RunConfig())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert built == [] and peak < 5_000_000  # two million combinations would be hundreds of MB
+
+
+@pytest.mark.parametrize("entry, words", [("batch_size=64,64.0", "64 and 64.0 are the same value"),
+                                          ("lr=0.1,1e-1", "0.1 and 1e-1 are the same value"),
+                                          ("batch_size=64,abc", "expected an integer"),
+                                          ("seed=" + ",".join(map(str, range(1001))), "at most 1000")])
+def test_grid_values_are_compared_as_values(entry: str, words: str) -> None:
+    with pytest.raises(sweep.SweepError, match=words):
+        sweep.parse_grid([entry])
+
+
+@pytest.mark.parametrize("name, retries, words", [("x" * 201, 1, "at most 200 characters"),
+                                                  ("a\nb", 1, "control characters"),
+                                                  (None, 10**9, "between 0 and 100"), (None, -1, "between 0 and 100")])
+def test_names_and_retries_are_bounded(engine, name: str | None, retries: int, words: str) -> None:
+    with pytest.raises(sweep.SweepError, match=words):
+        sweep.enqueue(engine, [({}, RunConfig(batch_size=64))], sweep=False, name=name, retries=retries)

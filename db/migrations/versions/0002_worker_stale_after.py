@@ -1,14 +1,14 @@
 """workers.stale_after_s: each worker's --stale-after, so the dashboard's "dead" uses the real limit
 
 Revision ID: 0002
-Revises: 0004
+Revises: 0003
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0002'
-down_revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -187,3 +187,18 @@ def test_procfile_runs_web_without_local_worker_and_a_worker() -> None:
     assert "SIMCLR_NO_LOCAL_WORKER=1" in lines["web"] and "streamlit run dashboard/app.py" in lines["web"]
     assert "--server.address ${SIMCLR_ADDRESS:-localhost}" in lines["web"] and "--server.fileWatcherType none" in lines["web"]
     assert lines["worker"] == "python -m engine worker"
+
+
+def test_data_folder_whose_train_or_test_lead_outside_the_roots_is_refused(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.data_roots import check_data_dir
+
+    root, outside = tmp_path / "data", tmp_path / "private"
+    (outside / "a").mkdir(parents=True)
+    (root / "set" / "test").mkdir(parents=True)
+    (root / "set" / "train").symlink_to(outside)
+    monkeypatch.setenv("SIMCLR_DATA_ROOTS", str(root))
+    folder, message = check_data_dir(str(root / "set"))
+    assert folder is None and f"leads to {outside}" in message
+    folder, message = check_data_dir("/" + "x" * 5000)  # a 5,000-character path: one sentence, no OSError
+    assert folder is None and "at most 1024 characters" in message

@@ -6,7 +6,8 @@ from sqlalchemy import Engine
 
 from dashboard.screens.run_detail import tail
 from db import executor
-from db.config import run_dir
+from db.config import run_dir, runs_root
+from db.identity import database_id
 from tests.dashboard.dash_helpers import add_metrics, add_run, texts
 
 
@@ -14,7 +15,7 @@ def test_deep_link_opens_the_run_with_error_curves_log_and_checkpoint(app, db: E
     add_run(db, status="completed")
     run = add_run(db, status="failed", name="broken", error="loss became NaN at epoch 2 step 40; try a lower learning rate")
     add_metrics(db, run, "train/loss", [3.0, 2.0, float("inf")])
-    folder = run_dir(run)
+    folder = run_dir(run, database_id(db))
     folder.mkdir(parents=True)
     log = folder / "log.txt"
     frames = "".join(f'  File "engine/x.py", line {i}, in f{i}\n    call()\n' for i in range(40))
@@ -77,11 +78,43 @@ def test_dead_run_is_explained(app, db: Engine) -> None:
     assert "dead" in at.markdown[0].value or any("dead" in m.value for m in at.markdown)
 
 
-def test_tail_reads_only_the_end(tmp_path) -> None:  # noqa: ANN001
-    log = tmp_path / "log.txt"
+def test_tail_reads_only_the_end() -> None:
+    log = runs_root() / "log.txt"
+    log.parent.mkdir(parents=True)
     log.write_text("x" * 1_000_000 + "\nlast line\n")
     assert tail(str(log), max_bytes=100).endswith("last line")
-    assert tail(str(tmp_path / "missing.txt")) is None
+    assert tail(str(runs_root() / "missing.txt")) is None
+
+
+def test_a_run_parameter_that_is_not_a_number_is_refused_calmly(app, db: Engine) -> None:
+    add_run(db)
+    at = app(run="²")  # a digit to Python's isdigit, not to int()
+    assert any("no run with id ²" in e for e in texts(at, "error"))
+
+
+def test_log_and_checkpoint_outside_the_runs_folder_are_never_read(app, db: Engine, tmp_path) -> None:  # noqa: ANN001
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:$6$hash")
+    run = add_run(db, status="failed", log_path=str(secret), checkpoint_path=str(secret))
+    at = app(run=run)
+    assert not any("root:" in c.value for c in at.code)
+    assert not at.get("download_button")
+    assert tail(str(secret)) is None
+
+
+def test_a_corrupt_database_is_one_line_on_the_page(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import APP
+
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"garbage" * 1000)
+    monkeypatch.setenv("SIMCLR_DB", f"sqlite:///{corrupt}")
+    monkeypatch.setenv("SIMCLR_NO_LOCAL_WORKER", "1")
+    monkeypatch.delenv("SIMCLR_PASSWORD", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert any("cannot be used: file is not a database" in e for e in texts(at, "error"))
 
 
 def fake_insights(k: int = 3, q: int = 2, size: int = 8) -> dict:
@@ -111,7 +144,7 @@ def test_finished_run_shows_files_encoder_snippet_and_what_it_learned(app, db: E
     from db.queries import update_run
 
     run = add_run(db, status="completed", name="![x](http://evil.example/i.png)")
-    folder = run_dir(run)
+    folder = run_dir(run, database_id(db))
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_bytes(b"c" * 3_000_000)
     (folder / CHECKPOINT_INFO_FILE).write_text(json.dumps({"epoch": 2, "step": 20, "saved_at": 1.8e9}))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from sqlalchemy import Engine, func, select
 
 from db.config import run_dir
+from db.identity import database_id
 from db.models import metrics
 from db.queries import get_run, list_runs
 from tests.dashboard.dash_helpers import add_metrics, add_run, texts
@@ -99,7 +103,7 @@ def test_delete_asks_then_removes_run_metrics_and_files(app, db: Engine) -> None
     keep = add_run(db, status="completed")
     doomed = add_run(db, status="completed")
     add_metrics(db, doomed, "train/loss", [1.0, 0.9])
-    folder = run_dir(doomed)
+    folder = run_dir(doomed, database_id(db))
     folder.mkdir(parents=True)
     (folder / "log.txt").write_text("log")
     (folder / "checkpoint.pt").write_bytes(b"ckpt")
@@ -192,3 +196,34 @@ def test_dead_run_folder_path_outside_runs_root_is_left_alone(app, db: Engine, t
     at.button(key="runs_delete").click().run()
     at.button(key="runs_delete_confirm").click().run()
     assert list_runs(db) == [] and outside.exists()
+
+
+def test_disk_use_is_shown_and_checkpoints_can_be_discarded(app, db: Engine) -> None:
+    run = add_run(db, status="completed")
+    folder = run_dir(run, database_id(db))
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(os.urandom(3_000_000))
+    at = app("runs")
+    assert any("3.0 MB on disk" in c for c in texts(at, "caption"))  # the total, whatever the columns
+    assert "disk MB" not in at.dataframe[0].proto.column_order  # per run: in the column chooser
+    at.multiselect(key="runs_columns").set_value(["id", "name", "disk MB"]).run()
+    assert list(at.dataframe[0].proto.column_order) == ["id", "name", "disk MB"]
+    assert at.dataframe[0].value["disk MB"].iloc[0] == pytest.approx(3.0, abs=0.1)
+    at = _select(at, 0)
+    at.button(key="runs_discard").click().run()
+    assert not (folder / "checkpoint.pt").exists()
+    assert any("checkpoint discarded (3.0 MB freed)" in i for i in texts(at, "success"))
+
+
+def test_disk_command_lists_use_and_discards(db: Engine, capsys: pytest.CaptureFixture) -> None:
+    from engine.jobs.cli import main
+
+    run = add_run(db, status="failed")
+    folder = run_dir(run, database_id(db))
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(os.urandom(2_000_000))
+    assert main(["disk"]) == 0
+    out = capsys.readouterr().out
+    assert "2.0 MB" in out and "total: 2.0 MB" in out
+    assert main(["disk", "--discard-finished"]) == 0
+    assert "checkpoint discarded" in capsys.readouterr().out and not (folder / "checkpoint.pt").exists()

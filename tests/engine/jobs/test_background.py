@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from db.config import RunConfig
+from db.identity import database_id
 from db.queries import create_runs, get_run
 from db.session import make_engine
 from db.queue import live_workers
@@ -33,7 +34,7 @@ def test_detach_starts_one_worker_that_says_where_it_is_and_stops_on_command(sql
     pid = int(re.search(r"pid (\d+)", started.stdout).group(1))
     try:
         assert os.getsid(pid) == pid  # its own session: Ctrl-C in the terminal that started it does not reach it
-        log = tmp_path / "runs" / "worker.log"
+        log = tmp_path / "runs" / database_id(make_engine(sqlite_url)) / "worker.log"  # beside its run folders
         assert f"log: {log}" in started.stdout and "python -m engine worker --stop" in started.stdout
         assert log.is_file()
         engine = make_engine(sqlite_url)

@@ -102,6 +102,7 @@ def test_resume_a_cancelled_run_finishes_it(sqlite_url: str, capsys: pytest.Capt
 
 def test_db_upgrade_command(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
     from db.migrate import head_revision
+    from db.session import make_engine
 
     assert main(["--db", sqlite_url, "db", "upgrade"]) == 0
     engine = make_engine(sqlite_url, upgrade=False)

@@ -20,12 +20,13 @@ from sqlalchemy import text
 from tests.engine.jobs import queue_support
 from db import queue
 from db.config import RunConfig, run_dir
+from db.identity import database_id
 from db.queries import create_runs, get_run, list_runs, metric_rows
 from db.migrate import SchemaError
 from db.session import make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from engine.jobs.cli import main
-from engine.jobs.worker import Worker, launch_env, max_devices, plan_slots, slots_for, visible_gpus
+from engine.jobs.worker import Worker, device_problem, launch_env, max_devices, plan_slots, slots_for, visible_gpus
 from tests.engine.jobs.queue_support import pid_alive, start_worker
 from tests.support import wait_until
 
@@ -115,7 +116,7 @@ def test_worker_runs_each_queued_run_in_its_own_process(engine, sqlite_url: str,
     assert len({r["pid"] for r in runs}) == 4 and os.getpid() not in {r["pid"] for r in runs}
     for r in runs:
         log = Path(r["log_path"]).read_text()
-        assert Path(r["log_path"]) == Path(os.environ["SIMCLR_RUNS_DIR"]) / str(r["id"]) / "log.txt"
+        assert Path(r["log_path"]) == Path(os.environ["SIMCLR_RUNS_DIR"]) / database_id(engine) / str(r["id"]) / "log.txt"
         assert f"=== attempt 1 of run {r['id']} on worker {worker.id}" in log and f"run {r['id']} completed" in log
         assert r["worker_id"] == worker.id and r["device"] == "cpu" and r["attempts"] == 1
         assert r["executor"] in {f"worker {worker.hostname}:{os.getpid()} slot {i} (cpu)" for i in (0, 1)}
@@ -322,7 +323,7 @@ def test_cancel_a_sweep(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: py
 def test_worker_refuses_an_outdated_schema(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
     eng = make_engine(sqlite_url)
     with eng.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'old0'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
     eng.dispose()
     with pytest.raises(SchemaError):
         Worker(sqlite_url, slots=plan_slots("cpu", 1, []))
@@ -373,7 +374,7 @@ def test_a_worker_stores_its_stale_after(engine, sqlite_url: str) -> None:
 def test_delete_cli(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: pytest.CaptureFixture) -> None:
     a, b = add_runs(engine, tiny_cfg, [None, None])
     queue.claim_next(engine, "w", "cpu")  # a: running, heartbeat fresh
-    folder = run_dir(b)
+    folder = run_dir(b, database_id(engine))
     folder.mkdir(parents=True)
     (folder / "log.txt").write_text("log")
     assert main(["--db", sqlite_url, "delete", str(a), str(b), "999"]) == 1
@@ -385,3 +386,58 @@ def test_delete_cli(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: pytest
     queue.finish_attempt(engine, a, "w", 1, -9)  # its process died: cancelled
     assert main(["--db", sqlite_url, "delete", str(a)]) == 0
     assert get_run(engine, a) is None
+
+
+# ------------------------------------------------------------------------------ database identity
+def test_a_database_deleted_under_a_worker_stops_it_and_its_runs(sqlite_url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAND_IN_STEP_S", "0.05")
+    engine = make_engine(sqlite_url)
+    run_id = add_runs(engine, RunConfig(), ["steps=2000"])[0]
+    messages: list[str] = []
+    worker = in_process_worker(sqlite_url, log=messages)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(worker.run()), daemon=True)
+    thread.start()
+    wait_until(lambda: worker.jobs and get_run(engine, run_id)["step"] > 0, 60, "the run to start")
+    child = worker.jobs[0].proc
+    engine.dispose()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp_path / 'runs.db'}{suffix}").unlink(missing_ok=True)
+    make_engine(sqlite_url).dispose()  # a new, empty database where the old one was
+    thread.join(30)
+    assert result == [3]
+    assert child.poll() is not None  # its run process was stopped too
+    assert any("was replaced by another file" in m or "deleted or moved away" in m for m in messages)
+    assert list_runs(make_engine(sqlite_url)) == []  # and nothing was written to the new database
+
+
+def test_a_run_process_refuses_a_database_that_is_not_its_workers(sqlite_url: str, capsys: pytest.CaptureFixture,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine(sqlite_url)
+    run_id = add_runs(engine, RunConfig(), [None])[0]
+    assert queue.claim_next(engine, "w", "cpu")["id"] == run_id
+    monkeypatch.setenv("SIMCLR_DB_ID", "f" * 32)
+    assert main(["--db", sqlite_url, "execute", str(run_id), "--attempt", "1"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"not {'f' * 32}" in err
+    assert get_run(engine, run_id)["status"] == RUNNING  # untouched: it is not this process's database
+
+
+def test_run_summary_of_a_vanished_run_is_a_sentence() -> None:
+    from engine.jobs.runner import run_summary_line
+
+    assert run_summary_line(None, 7) == "run 7 no longer exists in this database"
+
+
+def test_a_run_needing_a_device_the_worker_lacks_is_given_back_with_a_message(engine) -> None:
+    gpu_run, cpu_run = create_runs(engine, [RunConfig(device="cuda", batch_size=64), RunConfig(batch_size=64)])
+    worker = in_process_worker(engine.url.render_as_string(hide_password=False))
+    worker._fill_slots()
+    gpu = get_run(engine, gpu_run)
+    assert gpu["status"] == QUEUED and gpu["attempts"] == 0 and "has no GPU" in gpu["error"]
+    assert get_run(engine, cpu_run)["status"] == RUNNING  # the worker went on to the run it can do
+    assert worker.slots[0].job is not None and worker.slots[0].job.run_id == cpu_run
+    worker.slots[0].job.proc.wait()
+    assert device_problem("cuda:1", "cuda:0") and device_problem("cuda", "cuda:0") is None
+    assert device_problem("mps", "cpu") and device_problem("auto", "cpu") is None

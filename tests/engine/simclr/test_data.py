@@ -447,3 +447,48 @@ def test_synthetic_is_deterministic_balanced_and_learnable(fresh_cache: Path) ->
     nearest = (features(first.test_images) @ features(first.train_images).T).argmax(1)
     assert (first.train_labels[nearest] == first.test_labels).float().mean() > 0.6
     assert load_dataset(RunConfig(dataset="synthetic", image_size=16)).train_images.shape == (1000, 3, 16, 16)
+
+
+# ------------------------------------------------------------------------------- bounded images
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels in its header (what a decompression bomb looks like)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("kind, words", [("empty", "is empty (0 bytes)"), ("huge pixels", "pixels per image"),
+                                         ("huge file", "MB per image file")])
+def test_image_files_are_bounded_and_named(tmp_path: Path, fresh_cache: Path, kind: str, words: str) -> None:
+    root = make_folder(tmp_path / "imgs")
+    bad = root / "train" / "dog" / "bad.png"
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "huge pixels":
+        bad.write_bytes(_png_header_only(20_000, 20_000))  # 400 MP: 1.2 GB once decoded
+    else:
+        with open(bad, "wb") as f:  # sparse: claims 100 MB, stores nothing
+            f.truncate(100 * 1024 * 1024)
+    with pytest.raises(DataError, match=re.escape(str(bad)) + ".*" + re.escape(words)):
+        load_dataset(folder_cfg(root))
+
+
+def test_a_channel_constant_over_the_data_set_normalises_to_finite_values() -> None:
+    from engine.simclr.evaluate import normalize
+
+    images = torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8)
+    images[:, 2] = 7  # blue is constant everywhere
+    mean, std = data.channel_stats(images)
+    assert min(std) > 0
+    views = normalize(images.float() / 255, torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1))
+    assert torch.isfinite(views).all()
+
+
+def test_loading_without_remembering_keeps_nothing_in_memory(fresh_cache: Path) -> None:
+    load_dataset(RunConfig(dataset="synthetic", batch_size=32), remember=False)
+    assert data._MEMORY == {}

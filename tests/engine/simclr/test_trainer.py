@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from db.config import CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INSIGHTS_FILE, RunConfig, run_dir
+from db.identity import database_id
 from db.queries import count_metrics, create_run, get_run, metric_rows
 from db.session import make_engine, write_tx
 from db.queue import claim_next, create_and_claim
@@ -80,7 +81,7 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str, monk
     state = load_checkpoint(Path(run["checkpoint_path"]))
     assert state["epoch"] == 2 and state["step"] == steps and state["config"] == cfg.to_dict()
     # What the run page offers: the checkpoint's epoch and step, the encoder alone, the insights.
-    folder = run_dir(run_id)
+    folder = run_dir(run_id, database_id(db))
     assert json.loads((folder / CHECKPOINT_INFO_FILE).read_text())["step"] == steps
     assert json.loads((folder / ENCODER_INFO_FILE).read_text())["epoch"] == 2
     encoder = torch.load(folder / ENCODER_FILE, weights_only=True)
@@ -111,7 +112,7 @@ def test_resume_continues_without_duplicate_rows(sqlite_url: str, monkeypatch: p
             raise CrashInEpoch2()
 
     messages: list[str] = []
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=crash, log=messages.append)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), on_step=crash, log=messages.append)
     with pytest.raises(CrashInEpoch2):
         train(cfg, ctx)
     assert 3 in [r["step"] for r in metric_rows(db, [run_id], ["train/loss"])]
@@ -129,7 +130,7 @@ def test_cancel_stops_at_a_step_boundary_and_keeps_the_checkpoint(sqlite_url: st
     db = make_engine(sqlite_url)
     cfg = tiny_config(epochs=3)
     run_id = claimed_run(db, cfg)
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), log=lambda m: None)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), log=lambda m: None)
     ctx.on_step = lambda step, total, loss: ctx.cancel.set() if step == 3 else None
     with pytest.raises(RunCancelled):
         train(cfg, ctx)
@@ -236,13 +237,69 @@ def test_a_run_whose_data_is_gone_fails_before_training_naming_it(sqlite_url: st
     assert error.startswith("data_dir: ") and str(tmp_path / "gone" / "train") in error
 
 
+def test_a_new_database_on_the_same_runs_folder_never_trains_on_another_runs_weights(tmp_path: Path) -> None:
+    old = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    cfg = tiny_config()
+    old_run, new_run = claimed_run(old, cfg), claimed_run(new, cfg)
+    assert old_run == new_run == 1  # ids restart in every database...
+    old_dir, new_dir = run_dir(old_run, database_id(old)), run_dir(new_run, database_id(new))
+    assert old_dir != new_dir  # ...folders do not
+    assert execute_run(old, old_run, 1, log=lambda m: None) == "completed"
+    assert Path(get_run(old, old_run)["checkpoint_path"]).parent == old_dir
+    # Finished: the weights stay, the optimizer state (as large again) is dropped.
+    state = load_checkpoint(old_dir / "checkpoint.pt")
+    assert "model" in state and "optimizer" not in state and "rng_cpu" not in state
+    # Even a checkpoint copied into the new run's folder is refused, with the way out named.
+    new_dir.mkdir(parents=True)
+    (new_dir / "checkpoint.pt").write_bytes((old_dir / "checkpoint.pt").read_bytes())
+    assert execute_run(new, new_run, 1, log=lambda m: None) == "failed"
+    error = get_run(new, new_run)["error"]
+    assert f"belongs to run 1 of database {database_id(old)}" in error and "discard" in error
+    assert "weights_only" not in error
+
+
+def test_keeping_the_optimizer_state_is_asked_for_by_environment(sqlite_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.jobs.runner as runner
+
+    db = make_engine(sqlite_url)
+    seen: list[bool] = []
+    monkeypatch.setattr(runner, "train", lambda cfg, ctx: seen.append(ctx.keep_optimizer_state) or {})
+    assert execute_run(db, claimed_run(db, tiny_config()), 1, log=lambda m: None) == "completed"
+    monkeypatch.setenv("SIMCLR_KEEP_OPTIMIZER_STATE", "1")
+    assert execute_run(db, claimed_run(db, tiny_config()), 1, log=lambda m: None) == "completed"
+    assert seen == [False, True]
+
+
+def test_a_failing_final_status_write_is_retried_not_left_running(sqlite_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.jobs.runner as runner
+
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, tiny_config())
+    real, calls = runner.transition, []
+
+    def disk_full_twice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) <= 2:
+            raise OSError(28, "database or disk is full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train", lambda cfg, ctx: {"final_loss": 1.0})  # the write is what is tested
+    monkeypatch.setattr(runner, "transition", disk_full_twice)
+    monkeypatch.setattr(runner, "FINAL_WRITE_DELAYS_S", (0.0, 0.0, 0.0))
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "completed"
+    assert get_run(db, run_id)["status"] == "completed" and len(calls) == 3
+
+
 @pytest.mark.parametrize("phase, missing", [("kNN", "knn/top1"), ("linear probe", "linear/top1")])
 def test_cancel_is_honoured_inside_evaluation(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, phase: str,
                                              missing: str) -> None:
     """A cancel arriving while the run evaluates stops it before the evaluation ends, not after."""
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config(epochs=1))
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), log=lambda m: None)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), log=lambda m: None)
     _recording_phases(monkeypatch, lambda p: ctx.cancel.set() if p == phase else None)
     with pytest.raises(RunCancelled):
         train(tiny_config(epochs=1), ctx)
@@ -313,7 +370,8 @@ def test_training_steps_read_nothing_back_to_the_host(sqlite_url: str, monkeypat
         seen.append(step)
         guard.active = step < 4  # from the end of step 1 to the end of step 4 (the epoch's end reads the loss)
 
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), on_step=on_step, log=lambda m: None)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), on_step=on_step,
+                     log=lambda m: None)
     assert train(cfg, ctx)["final_loss"] > 0
     assert seen == [1, 2, 3, 4]
 
@@ -339,7 +397,8 @@ def test_compiled_and_eager_models_give_the_same_loss(sqlite_url: str, monkeypat
         messages: list[str] = []
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        summary = train(cfg, RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), log=messages.append))
+        ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), log=messages.append)
+        summary = train(cfg, ctx)
         compiled = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         results[mode] = (summary["final_loss"], summary["knn_top1"], compiled, messages,
                          [r["value"] for r in metric_rows(db, [run_id], ["train/loss"])])
