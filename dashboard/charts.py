@@ -151,16 +151,26 @@ def empty_figure(title: str, message: str = "no points yet", height: int = 360) 
     return _figure([], layout)
 
 
-def subset_accuracy_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
-    """Linear top-1 against data subset size, one line per batch size, error bars = std over seeds."""
+def accuracy_figure(table: pd.DataFrame, x_key: str, line_key: str | None, x_title: str,
+                    title: str = "") -> go.Figure:
+    """Linear top-1 against a row key (e.g. data subset or epochs), one line per value of another
+    (e.g. batch size), error bars = std over seeds."""
     traces = []
-    for batch, part in table.sort_values("subset_size").groupby("batch_size", sort=True):
+    table = table[table[x_key].notna()].sort_values(x_key)
+    groups = table.groupby(line_key, sort=True) if line_key else [(None, table)]
+    for value, part in groups:
         std = part["accuracy_std"]
-        traces.append({"type": "scatter", "x": part["subset_size"].astype("float64").to_numpy(),
-                       "y": part["accuracy_mean"].to_numpy(), "name": f"batch {batch}", "mode": "lines+markers",
+        traces.append({"type": "scatter", "x": part[x_key].astype("float64").to_numpy(),
+                       "y": part["accuracy_mean"].to_numpy(), "mode": "lines+markers",
+                       "name": f"{line_key.replace('_size', '')} {value}" if line_key else "accuracy",
                        "error_y": {"type": "data", "array": std.fillna(0).to_numpy(), "visible": bool(std.notna().any())}})
-    layout = _layout(title, 340, "data subset (images)", "linear top-1 accuracy", len(traces))
+        if "baseline_accuracy" in part:
+            traces.append({"type": "scatter", "x": part[x_key].astype("float64").to_numpy(),
+                           "y": part["baseline_accuracy"].to_numpy(), "mode": "lines+markers",
+                           "line": {"dash": "dot"},
+                           "name": f"baseline, {line_key.replace('_size', '')} {value}" if line_key else "baseline"})
+    layout = _layout(title, 340, x_title, "linear top-1 accuracy", len(traces))
     layout["yaxis"]["range"] = [0.0, 1.0]
-    if (x_range := _axis_range(table["subset_size"].astype("float64").to_numpy())) is not None:
+    if (x_range := _axis_range(table[x_key].astype("float64").to_numpy())) is not None:
         layout["xaxis"]["range"] = x_range
     return _figure(traces, layout)

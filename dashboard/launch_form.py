@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from db.config import ConfigError, RunConfig, coerce_field, config_fields, field_optional, lr_rule
 from db.datasets import check_data
+from db.presets import QUICK_CPU, get_preset
 from db.sweep import SweepError, combo_label, expand_grid, parse_grid
 from dashboard.data_roots import check_data_dir
 
@@ -23,21 +24,21 @@ GRID_FIELDS = ("encoder", "optimizer", "batch_size", "subset_size", "epochs", "s
 
 # Display grouping only; a RunConfig field not listed here still shows up, under "Other".
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "Data": ("dataset", "data_dir", "subset_size", "image_size"),
-    "Model": ("encoder", "stem", "projection_dim"),
-    "Optimisation": ("optimizer", "batch_size", "epochs", "lr", "weight_decay", "warmup_epochs", "temperature"),
+    "Data": ("dataset", "data_dir", "subset_size", "image_size", "pretrain_split"),
+    "Model": ("encoder", "stem", "projection_dim", "projection_hidden_dim"),
+    "Optimisation": ("optimizer", "batch_size", "epochs", "lr", "base_lr", "schedule", "weight_decay",
+                     "warmup_epochs", "temperature", "lars_trust_coefficient", "lars_exclude", "lars_clip_lr",
+                     "lars_zero_norm"),
     "Augmentation": ("jitter_strength", "augment_backend"),
-    "Run": ("seed", "device", "devices", "sync_batchnorm", "precision", "compile", "eval_every", "knn_k",
-            "knn_temperature"),
+    "Run": ("seed", "probe", "device", "devices", "sync_batchnorm", "precision", "compile", "eval_every", "knn_k",
+            "knn_temperature", "probe_epochs"),
 }
-# Shown folded away: the seed experiment never changes them.
-ADVANCED = {"projection_dim", "weight_decay", "warmup_epochs", "temperature", "augment_backend", "device",
-            "devices", "sync_batchnorm", "precision", "compile", "knn_k", "knn_temperature", "eval_every"}
+# Shown folded away: the baseline experiment never changes them (the presets set several).
+ADVANCED = {"pretrain_split", "projection_dim", "projection_hidden_dim", "base_lr", "schedule", "weight_decay",
+            "warmup_epochs", "temperature", "lars_trust_coefficient", "lars_exclude", "lars_clip_lr",
+            "lars_zero_norm", "augment_backend", "device", "devices", "sync_batchnorm", "precision", "compile",
+            "knn_k", "knn_temperature", "eval_every", "probe_epochs"}
 
-# The seed experiment: ResNet18 + LARS over data subset x batch size (the table in docs/design.md).
-SEED_PRESET: dict[str, list[str]] = {"encoder": ["resnet18"], "optimizer": ["lars"],
-                                     "subset_size": ["300", "500", "1000", "1500"],
-                                     "batch_size": ["64", "128", "256"]}
 GENERAL = ""  # error key for problems that belong to no single field
 
 
@@ -247,6 +248,15 @@ def _report(plan: Plan, found: list[tuple[str, str, str]], combos: int) -> None:
             plan.error(name, line)
         if len(lines) > MAX_MESSAGES_PER_FIELD:
             plan.error(name, f"... and {len(lines) - MAX_MESSAGES_PER_FIELD} more combinations")
+
+
+def form_defaults(gpu: bool) -> dict[str, str]:
+    """A new form's values: RunConfig's defaults (the full recipe) where a GPU is, else the quick
+    CPU preset, so that a CPU-only machine never proposes a run of most of a day."""
+    values = {f.name: default_text(f) for f in config_fields()}
+    if not gpu:
+        values.update(get_preset(QUICK_CPU).values)
+    return values
 
 
 def widget_values_for(config: Mapping[str, Any]) -> dict[str, str]:

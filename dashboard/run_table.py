@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import nav
 from dashboard.common import fmt_duration, fmt_time
 from db import executor
+from db.config import stored_value
 from db.status import RUNNING
 from db.views import CANCELLING
 
@@ -34,6 +35,8 @@ COLUMN_CONFIG = {
     "kNN top-1": st.column_config.NumberColumn("kNN", format="%.4f", width=65, help="kNN top-1 accuracy"),
     "linear top-1": st.column_config.NumberColumn("linear", format="%.4f", width=65,
                                                   help="linear probe top-1 accuracy (test set)"),
+    "probe": st.column_config.TextColumn("probe", width=60, help="the linear probe behind 'linear': lbfgs (ours, "
+                                         "fast) or seed (the seed's Adam protocol)"),
     "duration": st.column_config.TextColumn("duration", width=85),
     "disk MB": st.column_config.NumberColumn("disk MB", format="%.1f", width=70, help="checkpoint and log on disk"),
     "batch": st.column_config.NumberColumn("batch", format="%d", width=60),
@@ -44,9 +47,9 @@ COLUMN_CONFIG = {
                                             "and its node (the run page links the Ray dashboard)"),
     "open": st.column_config.LinkColumn("open", display_text="details", width=65),
 }
-COLUMNS = ["id", "name", "status", "phase", "progress", "ETA", "loss", "kNN top-1", "linear top-1", "duration",
-           "disk MB", "dataset", "encoder", "optimizer", "batch", "subset", "epochs", "seed", "device", "sweep",
-           "executor", "tags", "created", "open"]
+COLUMNS = ["id", "name", "status", "phase", "progress", "ETA", "loss", "kNN top-1", "linear top-1", "probe",
+           "duration", "disk MB", "dataset", "encoder", "optimizer", "batch", "subset", "epochs", "seed", "device",
+           "sweep", "executor", "tags", "created", "open"]
 # What fits at 1400 px beside the sidebar: the results and the time; the rest in the column chooser
 # (the long sweep label is the Sweep filter's business, and the run page's; disk use is totalled
 # under the table, per run in the chooser's "disk MB").
@@ -69,7 +72,8 @@ def frame(runs: Sequence[dict[str, Any]], etas: Mapping[int, float | None] | Non
             "dataset": r["dataset"], "encoder": r["encoder"], "optimizer": r["optimizer"], "batch": r["batch_size"],
             "subset": "all" if r["subset_size"] is None else str(r["subset_size"]), "epochs": r["epochs"],
             "seed": cfg.get("seed"), "loss": r.get("latest_loss"), "kNN top-1": r.get("knn_top1"),
-            "linear top-1": r.get("linear_top1"), "duration": fmt_duration(r.get("duration_s")),
+            "linear top-1": r.get("linear_top1"), "probe": stored_value(cfg, "probe"),
+            "duration": fmt_duration(r.get("duration_s")),
             "disk MB": disk.get(r["id"], 0) / 1e6,
             "device": r.get("device") or "", "sweep": r.get("sweep_id") or "",
             "executor": executor.label(r.get("executor")), "tags": ", ".join(r.get("tags") or []),

@@ -23,19 +23,30 @@ DATASETS = ("cifar10-mini", "cifar10", "stl10", "imagefolder", "synthetic")
 ENCODERS = ("resnet18", "resnet50")
 STEMS = ("cifar", "imagenet")
 OPTIMIZERS = ("lars", "adam", "sgd")
+SCHEDULES = ("warmup_cosine", "cosine_per_epoch", "constant")
+LARS_EXCLUDES = ("bn_bias", "none")
+LARS_ZERO_NORM = ("skip", "freeze")
+YES_NO = ("no", "yes")
+PROBES = ("lbfgs", "seed")
+PRETRAIN_SPLITS = ("train", "unlabeled", "train+unlabeled")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")
 AUGMENT_BACKENDS = ("batched", "reference")
 SYNC_BATCHNORM = ("auto", "on", "off")
 
 # Images per split, for validating subset and batch sizes before anything is loaded.
-# (pretraining split, labelled train split, test split)
+# (default pretraining split, labelled train split, test split)
 KNOWN_SIZES: dict[str, tuple[int, int, int]] = {
     "cifar10-mini": (5000, 5000, 1000),
     "cifar10": (50000, 50000, 10000),
-    "stl10": (105000, 5000, 8000),  # unlabeled + train for pretraining, as in the STL-10 paper
+    "stl10": (100000, 5000, 8000),  # pretrains on the unlabeled split, as the seed's code does
     "synthetic": (1000, 1000, 200),
 }
+# Images of each pretraining split a data set offers; its first is the default (see pretrain_split).
+PRETRAIN_SPLIT_SIZES: dict[str, dict[str, int | None]] = {
+    "stl10": {"unlabeled": 100000, "train+unlabeled": 105000, "train": 5000},
+}
+NATIVE_IMAGE_SIZE = {"cifar10-mini": 32, "cifar10": 32, "stl10": 96, "synthetic": 32, "imagefolder": 32}
 MAX_PATH_CHARS = 1024  # a longer data_dir is a mistake (and the OS refuses names past ~4096 anyway)
 MAX_GPUS = 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -67,8 +78,12 @@ class RunConfig:
         "train/<class>/ and test/<class>/); default data/<dataset> under the project"))
     subset_size: int | None = field(default=None, metadata=_opt(
         "train on a stratified, seeded subset of this many images (default: all)", min=1))
-    image_size: int = field(default=32, metadata=_opt(
-        "side of the square images the encoder sees, in pixels", min=8, max=512))
+    image_size: int | None = field(default=None, metadata=_opt(
+        "side of the square images the encoder sees, in pixels (default: the data set's own size: "
+        "32 for CIFAR-10 and the synthetic set, 96 for STL-10, 32 for an image folder)", min=8, max=512))
+    pretrain_split: str | None = field(default=None, metadata=_opt(
+        "which images SimCLR trains on (default: the data set's own choice: unlabeled for STL-10, as the "
+        "seed's code does; train for the others, the only split they have)", choices=PRETRAIN_SPLITS))
     # --- model
     encoder: str = field(default="resnet18", metadata=_opt("torchvision ResNet", choices=ENCODERS))
     stem: str = field(default="cifar", metadata=_opt(
@@ -76,6 +91,9 @@ class RunConfig:
         choices=STEMS))
     projection_dim: int = field(default=64, metadata=_opt(
         "output size of the MLP projection head", min=1, max=8192))
+    projection_hidden_dim: int | None = field(default=None, metadata=_opt(
+        "hidden size of the MLP projection head (default: the encoder's feature size, as in the SimCLR "
+        "paper and the seed's code; solo-learn's CIFAR recipe uses 2048)", min=1, max=16384))
     # --- optimisation
     batch_size: int = field(default=256, metadata=_opt(
         "images per step (each gives two views)", min=2, max=65536))
@@ -83,8 +101,31 @@ class RunConfig:
     optimizer: str = field(default="lars", metadata=_opt(
         "lars: layer-wise adaptive (large batches); adam; sgd with momentum", choices=OPTIMIZERS))
     lr: float | None = field(default=None, metadata=_opt(
-        "peak learning rate (default: the optimizer's rule, see lr_rule)", min_exclusive=0.0, max=100.0))
+        "peak learning rate (default: base_lr x batch/256 when base_lr is given, else the optimizer's rule)",
+        min_exclusive=0.0, max=100.0))
+    base_lr: float | None = field(default=None, metadata=_opt(
+        "learning rate per 256 images: lr = base_lr x batch_size/256 (linear scaling; solo-learn's CIFAR "
+        "recipe: 0.4). Give lr or base_lr, not both", min_exclusive=0.0, max=100.0))
+    schedule: str = field(default="warmup_cosine", metadata=_opt(
+        "learning-rate schedule. warmup_cosine: linear warm-up, then cosine decay to 0, updated every step; "
+        "cosine_per_epoch: cosine decay to 0 updated once per epoch, no warm-up (the seed's code with LARS); "
+        "constant: the peak rate throughout (the seed's code with Adam)", choices=SCHEDULES))
     weight_decay: float = field(default=1e-6, metadata=_opt("L2 weight decay", min=0.0, max=1.0))
+    lars_trust_coefficient: float = field(default=0.001, metadata=_opt(
+        "LARS trust coefficient eta: a tensor's step is scaled by eta x |w| / |g| (SimCLR and the seed's "
+        "code: 0.001; solo-learn's CIFAR recipe: 0.02)", min_exclusive=0.0, max=1.0))
+    lars_exclude: str = field(default="bn_bias", metadata=_opt(
+        "parameters LARS gives neither weight decay nor the trust ratio. bn_bias: BatchNorm weights and "
+        "biases (SimCLR, solo-learn); none: every parameter gets both (the seed's code: its exclude lists "
+        "are never used)", choices=LARS_EXCLUDES))
+    lars_clip_lr: str = field(default="no", metadata=_opt(
+        "yes: a tensor's LARS step is at most lr times its gradient, i.e. the trust ratio is clipped at "
+        "lr (solo-learn's clip_lr)", choices=YES_NO))
+    lars_zero_norm: str = field(default="skip", metadata=_opt(
+        "a tensor whose weight or gradient norm is 0. skip: step without the trust ratio (TF SimCLR, "
+        "solo-learn); freeze: the ratio is computed anyway and is 0 for a zero weight, so zero-initialized "
+        "tensors such as BatchNorm biases never move (the seed's code, which tests norm >= 0)",
+        choices=LARS_ZERO_NORM))
     temperature: float = field(default=0.5, metadata=_opt(
         "NT-Xent temperature", min_exclusive=0.0, max=10.0))
     warmup_epochs: float | None = field(default=None, metadata=_opt(
@@ -116,6 +157,13 @@ class RunConfig:
     knn_k: int = field(default=200, metadata=_opt("neighbours in the kNN monitor", min=1, max=10000))
     knn_temperature: float = field(default=0.1, metadata=_opt(
         "temperature of the weighted kNN vote", min_exclusive=0.0, max=10.0))
+    probe: str = field(default="lbfgs", metadata=_opt(
+        "final linear probe. lbfgs: standardized features, L2 picked on a held-out tenth, full-batch "
+        "L-BFGS (seconds); seed: the seed's linear_evaluation.py, logistic regression on raw features, "
+        "Adam lr 3e-4, batch 256, probe_epochs epochs, loss and accuracy averaged over test batches",
+        choices=PROBES))
+    probe_epochs: int = field(default=500, metadata=_opt(
+        "epochs of the seed's probe (probe=seed; the seed's code: 500)", min=1, max=100000))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -123,13 +171,18 @@ class RunConfig:
     # ------------------------------------------------------------------ derived values
     @property
     def effective_lr(self) -> float:
-        """The learning rate the run will use: `lr` when given, else the optimizer's rule."""
+        """The learning rate the run will use: `lr`, else base_lr x B/256, else the optimizer's rule."""
         if self.lr is not None:
             return self.lr
+        if self.base_lr is not None:
+            return self.base_lr * self.batch_size / 256
         return default_lr(self.optimizer, self.batch_size)
 
     @property
     def effective_warmup_epochs(self) -> float:
+        """Warm-up of the warmup_cosine schedule; the other schedules have none."""
+        if self.schedule != "warmup_cosine":
+            return 0.0
         return self.epochs / 10 if self.warmup_epochs is None else self.warmup_epochs
 
     @property
@@ -150,6 +203,10 @@ class RunConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(unknown[0], f"unknown configuration field (known: {', '.join(sorted(known))})")
+        if values.get("dataset") == "stl10" and "pretrain_split" not in values:
+            # Stored before pretrain_split existed, when STL-10 always pretrained on train+unlabeled:
+            # a resumed run goes on with the images it started with.
+            values = {**values, "pretrain_split": "train+unlabeled"}
         return cls(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -168,6 +225,11 @@ def lr_rule(optimizer: str, batch_size: int) -> str:
     if optimizer == "adam":
         return "Adam: 3e-4"
     return f"{optimizer.upper()}: 0.3 x B/256 = 0.3 x {batch_size}/256 = {default_lr(optimizer, batch_size):.4g}"
+
+
+def stored_value(config: dict[str, Any] | None, name: str) -> Any:
+    """A field of a stored config; configs stored before the field existed get its default."""
+    return (config or {}).get(name, RunConfig.__dataclass_fields__[name].default)
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -261,11 +323,15 @@ def _validate(cfg: RunConfig) -> None:
         if value is not None:
             _check_range(f, value)
     # Ints given for float fields are stored as floats so that JSON round-trips are exact.
-    for name in ("lr", "weight_decay", "temperature", "warmup_epochs", "jitter_strength", "knn_temperature"):
+    for name in ("lr", "base_lr", "weight_decay", "temperature", "warmup_epochs", "jitter_strength",
+                 "knn_temperature", "lars_trust_coefficient"):
         value = getattr(cfg, name)
         if isinstance(value, int):
             object.__setattr__(cfg, name, float(value))
 
+    _resolve_dataset_defaults(cfg)
+    if cfg.lr is not None and cfg.base_lr is not None:
+        raise ConfigError("base_lr", f"give lr or base_lr, not both (lr {cfg.lr:g}, base_lr {cfg.base_lr:g})")
     dev = cfg.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isascii()
                                                        and dev[5:].isdecimal() and int(dev[5:]) < MAX_GPUS)):
@@ -281,7 +347,7 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError("data_dir", "imagefolder needs data_dir: a folder with train/<class>/ and test/<class>/")
 
     # Sizes known without looking at the disk; an image folder's are checked by db.datasets.check_data.
-    total = KNOWN_SIZES[cfg.dataset][0] if cfg.dataset in KNOWN_SIZES else None
+    total = known_pretrain_size(cfg.dataset, cfg.pretrain_split)
     if cfg.subset_size is not None:
         if total is not None and cfg.subset_size > total:
             raise ConfigError("subset_size", f"must be <= {total}, the images in {cfg.dataset}; got {cfg.subset_size}")
@@ -302,6 +368,28 @@ def _validate_data_parallel(cfg: RunConfig) -> None:
     if cfg.device == "cpu" and cfg.sync_batchnorm == "on":
         raise ConfigError("sync_batchnorm", "on needs GPUs (torch's SyncBatchNorm has no CPU version); "
                                             "use auto or off with device=cpu")
+
+
+def _resolve_dataset_defaults(cfg: RunConfig) -> None:
+    """Fill image_size and pretrain_split from the data set when left empty, so a stored config says
+    what the run really did (and STL-10 trains at its own 96 px on its unlabeled split)."""
+    if cfg.image_size is None:
+        object.__setattr__(cfg, "image_size", NATIVE_IMAGE_SIZE[cfg.dataset])
+    splits = list(PRETRAIN_SPLIT_SIZES.get(cfg.dataset, {"train": None}))
+    if cfg.pretrain_split is None:
+        object.__setattr__(cfg, "pretrain_split", splits[0])
+    elif cfg.pretrain_split not in splits:
+        raise ConfigError("pretrain_split", f"{cfg.dataset} offers {', '.join(splits)}; got {cfg.pretrain_split!r}")
+
+
+def known_pretrain_size(dataset: str, split: str | None = None) -> int | None:
+    """Images available for pretraining when known without looking at the disk, else None (an image
+    folder: db.datasets counts it)."""
+    if split is not None and split in PRETRAIN_SPLIT_SIZES.get(dataset, {}):
+        return PRETRAIN_SPLIT_SIZES[dataset][split]
+    if dataset in KNOWN_SIZES:
+        return KNOWN_SIZES[dataset][0]
+    return None
 
 
 def runs_root() -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from db.config import IMAGE_SUFFIXES, KNOWN_SIZES, ConfigError, RunConfig
+from db.config import IMAGE_SUFFIXES, ConfigError, RunConfig, known_pretrain_size
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,9 @@ def count_imagefolder(split_dir: Path) -> int:
 
 def pretrain_size(cfg: RunConfig) -> int | None:
     """Images available for pretraining, or None when they cannot be counted (a missing folder)."""
-    if cfg.dataset in KNOWN_SIZES:
-        return KNOWN_SIZES[cfg.dataset][0]
+    known = known_pretrain_size(cfg.dataset, cfg.pretrain_split)
+    if known is not None:
+        return known
     if cfg.dataset == "imagefolder" and cfg.resolved_data_dir is not None:
         try:
             return count_imagefolder(cfg.resolved_data_dir / "train")

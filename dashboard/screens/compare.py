@@ -1,4 +1,4 @@
-"""Compare: runs side by side. Overlaid curves, the config diff, and the seed experiment's table.
+"""Compare: runs side by side. Results table (the seed experiment's layout), overlaid curves, config diff.
 
 Pick runs (deep link ?runs=3,4,5) or a whole sweep (?sweep=ID); the address bar follows the view
 (also &metric=, &x=, &colour=), so a copied link restores it. Not live on purpose: comparisons
@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, results, sweep_analysis
 from dashboard.common import get_engine, prepared_download, run_label
 from db import views
+from db.baseline import baseline_table
 from db.status import COMPLETED
 
-MODE, SWEEP, RUNS = "cmp_mode", "cmp_sweep", "cmp_runs"
+MODE, SWEEP, RUNS, ROW_KEYS = "cmp_mode", "cmp_sweep", "cmp_runs", "cmp_row_keys"
 METRIC, X_AXIS, SMOOTH, LOG_Y = "cmp_metric", "cmp_x", "cmp_smooth", "cmp_log"
 DEFAULT_RUNS = 24  # with nothing chosen, the newest completed runs
 URL_SETTINGS = {"metric": METRIC, "x": X_AXIS, "colour": sweep_analysis.COLOUR}
@@ -105,20 +107,49 @@ def _curves(engine: Any, runs: Sequence[dict[str, Any]]) -> None:
                       signature=(tuple(ids), metric, views.max_metric_id(engine)))
 
 
-def _seed_tables(runs: Sequence[dict[str, Any]]) -> None:
-    tables = results.seed_tables(runs)
+def _row_keys(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The reader's choice of row keys among the fields that vary; by default all of them."""
+    choices = results.row_key_choices(runs)
+    if len(choices) < 2:
+        return results.default_row_keys(runs)
+    # A new selection of runs (other varying fields) starts again from the default.
+    signature = (ROW_KEYS + "_for", tuple(choices))
+    if st.session_state.get(signature[0]) != signature[1]:
+        st.session_state[signature[0]] = signature[1]
+        st.session_state[ROW_KEYS] = results.default_row_keys(runs)
+    picked = st.multiselect("Rows keyed by", choices, key=ROW_KEYS,
+                            help="Fields that vary among these runs. Those not picked split the table instead; "
+                                 "runs differing only in their seed share a row.")
+    return [k for k in choices if k in picked] or results.default_row_keys(runs)
+
+
+def _results_tables(runs: Sequence[dict[str, Any]]) -> None:
+    row_keys = _row_keys(runs)
+    tables = results.result_tables(runs, row_keys)
     if not tables:
         st.caption("No run here has linear-probe results yet (they are computed when a run completes).")
         return
-    st.caption("Linear classifier on frozen features, test set: loss and top-1 accuracy. "
-               "Runs differing only in seed share a cell: mean ± std (n-1).")
+    probes = results.probes_used(runs)
+    if len(probes) > 1:
+        st.warning(f"These runs were probed differently ({', '.join(probes)}): linear losses and accuracies of "
+                   "different probes are not comparable, so each probe has its own tables.")
+    st.caption("Linear classifier on frozen features, test set: loss and top-1 accuracy (probe: "
+               f"{', '.join(probes)}). Runs differing only in seed share a cell: mean ± std (n-1).")
+    if any(t.baseline for t in tables):
+        st.caption(f"Baseline: the seed experiment's published numbers, {baseline_table().source}")
     for i, table in enumerate(tables):
         st.markdown(f"**{table.title}**")
         left, right = st.columns([3, 2])
-        # st.table, not st.dataframe: a small, printed table in the seed's layout, readable as text
-        left.table(table.display.set_index(["data subset", "batch"]))
-        right.plotly_chart(charts.subset_accuracy_figure(table.numbers, "accuracy vs data subset"),
-                           key=f"cmp_subset_chart_{i}", config={"displaylogo": False})
+        # st.table, not st.dataframe: a small, printed table in the baseline experiment's layout
+        index = list(table.display.columns[: len(table.row_keys)])
+        left.table(table.display.set_index(index))
+        x_key = table.row_keys[0]
+        if pd.api.types.is_numeric_dtype(table.numbers[x_key].dropna().infer_objects()) and len(table.numbers) > 1:
+            line_key = table.row_keys[1] if len(table.row_keys) > 1 else None
+            x_title = results.ROW_LABELS.get(x_key, x_key)
+            right.plotly_chart(charts.accuracy_figure(table.numbers, x_key, line_key, x_title,
+                                                      f"accuracy vs {x_title}"),
+                               key=f"cmp_results_chart_{i}", config={"displaylogo": False})
     st.download_button("Download table (CSV)", data=results.tables_csv(tables), file_name="results.csv",
                        mime="text/csv", key="cmp_table_csv", on_click="ignore")
 
@@ -132,7 +163,7 @@ def render() -> None:
         return
     runs = views.run_summaries(engine, ids=ids)
     st.subheader("Results")
-    _seed_tables(runs)
+    _results_tables(runs)
     st.subheader("Curves")
     _curves(engine, runs)
     st.subheader("Sweep analysis")

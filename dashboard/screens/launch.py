@@ -1,4 +1,8 @@
-"""Launch: the run configuration form, grid mode, the seed-experiment preset, augmentation preview.
+"""Launch: the run configuration form, grid mode, presets, augmentation preview.
+
+A new form starts from the full recipe where a GPU is and from the measured quick CPU preset
+where none is (dashboard.hardware decides, without torch). The preset buttons apply the named
+presets of db/presets.py, the same ones as `submit --preset NAME`.
 
 Plain widgets, not st.form: the learning-rate rule, the run count and the time estimate must
 follow every change as it is made, and a st.form only reports on submit. Each rerun validates the
@@ -14,14 +18,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard import hardware, live, nav, preview
 from dashboard import launch_form as lf
-from dashboard import live, nav, preview
 from dashboard.common import fmt_duration, get_engine
 from dashboard.estimate import estimate
 from db import views
-from db.config import RunConfig, config_fields
+from db.config import ConfigError, RunConfig, config_fields, config_from_text
+from db.presets import PRESETS, QUICK_CPU, Preset
 from db.queue import live_workers
-from db.sweep import MAX_NAME_CHARS, SweepError, enqueue
+from db.sweep import MAX_NAME_CHARS, SweepError, enqueue, expand_grid
 
 SINGLE, GRID = "lf_", "lg_"  # widget key prefixes: single-run values, grid values
 GRID_MODE = "launch_grid_mode"
@@ -56,23 +61,52 @@ def _prepare_state() -> None:
     for key, value in saved.items():
         if key not in state:
             state[key] = value
+    defaults = lf.form_defaults(gpu=_gpu())
     for f in config_fields():
-        state.setdefault(SINGLE + f.name, lf.default_text(f))
+        state.setdefault(SINGLE + f.name, defaults[f.name])
         if f.name in lf.GRID_FIELDS:
             state.setdefault(GRID + f.name, _grid_value_from_single(f))
     state.setdefault(GRID_MODE, False)
 
 
-def _apply_seed_preset() -> None:
-    """The seed experiment: ResNet18 + LARS, subsets 300/500/1000/1500 x batches 64/128/256."""
-    st.session_state[GRID_MODE] = True
+def _gpu() -> bool:
+    return hardware.gpu_available([w["devices"] for w in live_workers(get_engine())])
+
+
+def _apply_preset(name: str) -> None:
+    """Set the fields the preset names (a grid preset switches to grid mode); others keep their values."""
+    preset = PRESETS[name]
+    state = st.session_state
     fields = {f.name: f for f in config_fields()}
-    for name, values in lf.SEED_PRESET.items():
-        st.session_state[GRID + name] = list(values) if "choices" in fields[name].metadata else ", ".join(values)
-    for name in lf.GRID_FIELDS:  # the fields the preset leaves alone take the single-run value
-        if name not in lf.SEED_PRESET:
-            st.session_state[GRID + name] = _grid_value_from_single(fields[name])
-    st.session_state[RESULT] = ("info", "Seed-experiment preset: 4 subsets x 3 batch sizes = 12 runs.")
+    if preset.grid:
+        if not state.get(GRID_MODE):
+            state[GRID_MODE] = True
+            for gname in lf.GRID_FIELDS:  # entering grid mode: grid boxes start from the single values
+                state[GRID + gname] = _grid_value_from_single(fields[gname])
+    for fname, text in preset.values.items():
+        state[SINGLE + fname] = text
+        if fname in lf.GRID_FIELDS:
+            state[GRID + fname] = [text] if "choices" in fields[fname].metadata else text
+    for fname, texts in preset.grid.items():
+        state[GRID + fname] = list(texts) if "choices" in fields[fname].metadata else ", ".join(texts)
+    runs = 1
+    for texts in preset.grid.values():
+        runs *= len(texts)
+    gpu_time = None if name == QUICK_CPU else _gpu_estimate(preset)
+    state[RESULT] = ("info", f"Preset \"{preset.label}\" ({runs} run{'s' if runs != 1 else ''}): {preset.why}"
+                             + (f" On one GPU: about {gpu_time} in all (rough estimate)." if gpu_time else ""))
+
+
+def _gpu_estimate(preset: Preset) -> str | None:
+    """The preset's runs (with RunConfig's defaults elsewhere) on a GPU, one after another."""
+    try:
+        plan = expand_grid(preset.values, list(preset.grid.items()),
+                           build=lambda v: config_from_text({**v, "device": "cuda"}))
+    except (ConfigError, SweepError):
+        return None
+    history = views.run_timings(get_engine())
+    seconds = [est.seconds for _, cfg in plan if (est := estimate(cfg, history, ["cuda"])) is not None]
+    return fmt_duration(sum(seconds)) if seconds else None
 
 
 def _enter_grid_mode() -> None:
@@ -97,7 +131,9 @@ def _field(f: dataclasses.Field, grid: bool, raw: dict[str, Any]) -> Any:
             return st.multiselect(label, list(choices), key=key, help=help_)
         return st.text_input(f"{label} (comma-separated)", key=key, help=help_, placeholder="e.g. 64, 128, 256")
     if choices:
-        return st.selectbox(label, list(choices), key=key, help=help_)
+        # An optional choice (e.g. pretrain_split) offers "" too: the data set's own default.
+        options = ["", *choices] if f.default is None else list(choices)
+        return st.selectbox(label, options, key=key, help=help_, format_func=lambda v: v or "default")
     placeholder = "default" if f.default is None else None
     if f.name == "lr":
         # The optimizer and batch size fields come before this one, so their current values are known.
@@ -190,13 +226,15 @@ def _launch(plan: lf.Plan, name: str) -> None:
 def render() -> None:
     st.title("Launch")
     _prepare_state()
-    top = st.columns([1, 1, 2])
-    grid = top[0].toggle("Grid mode", key=GRID_MODE, on_change=_enter_grid_mode,
-                         help="Several values for encoder, optimizer, batch size, subset size, epochs and "
-                              "seed: every combination becomes one run of a sweep.")
-    top[1].button("Seed-experiment preset", on_click=_apply_seed_preset, key="launch_seed_preset",
-                  help="ResNet18 + LARS, data subset 300/500/1000/1500 x batch 64/128/256 (12 runs), "
-                       "the experiment this project started from. Other fields keep their values.")
+    grid = st.toggle("Grid mode", key=GRID_MODE, on_change=_enter_grid_mode,
+                     help="Several values for encoder, optimizer, batch size, subset size, epochs and "
+                          "seed: every combination becomes one run of a sweep.")
+    st.caption("Presets set only the fields they name (they combine: e.g. a baseline preset, then the seed's "
+               "code). The two baseline presets are the two readings of the seed experiment's table.")
+    cols = st.columns(3)
+    for i, preset in enumerate(PRESETS.values()):
+        cols[i % 3].button(preset.label, on_click=_apply_preset, args=(preset.name,), key=f"launch_preset_{preset.name}",
+                   help=f"{preset.why} (CLI: --preset {preset.name})", use_container_width=True)
 
     raw, slots = _form(grid)
     name = st.text_input("Run name (optional)", key="launch_name", max_chars=MAX_NAME_CHARS,

@@ -14,6 +14,7 @@ from dashboard.common import fmt_duration, fmt_time, get_engine, md_plain, plain
 from dashboard.files import under_runs
 from dashboard.launch_form import value_text
 from db import executor, views
+from db.config import stored_value
 from db.status import FAILED, FINISHED, QUEUED, RUNNING
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -107,8 +108,9 @@ def _status(run: dict[str, Any], eta: float | None = None) -> None:
     c = st.columns(5)
     c[0].metric("Loss (latest)", _num(run.get("latest_loss")))
     c[1].metric("kNN top-1", _num(run.get("knn_top1")))
-    c[2].metric("Linear loss", _num(run.get("linear_loss")))
-    c[3].metric("Linear top-1", _num(run.get("linear_top1")))
+    probe = stored_value(run.get("config"), "probe")
+    c[2].metric("Linear loss", _num(run.get("linear_loss")), help=f"linear probe: {probe}")
+    c[3].metric(f"Linear top-1 ({probe} probe)", _num(run.get("linear_top1")), help=f"linear probe: {probe}")
     c[4].metric("Duration", fmt_duration(run.get("duration_s")) or "-")
     st.caption(f"created {fmt_time(run['created_at'])} · started {fmt_time(run['started_at']) or '-'} · "
                f"finished {fmt_time(run['finished_at']) or '-'}")

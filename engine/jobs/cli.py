@@ -10,7 +10,7 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
-from db.config import ConfigError
+from db.config import ConfigError, stored_value
 from db import executor
 from db.identity import DatabaseChanged
 from db.migrate import SchemaError
@@ -19,7 +19,7 @@ from db.queue import CLAIM_ENV, claim_for_resume, create_and_claim
 from db.session import default_url, describe_url, make_engine, write_tx
 from db.status import FAILED, RUNNING, transition, utcnow
 from db.views import display_status
-from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
+from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +96,10 @@ def database_fault(e: DBAPIError, url: str | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    overrides = config_overrides(args)
+    overrides, grid = config_request(args)
+    if grid:
+        raise ConfigError("preset", f"{', '.join(args.preset)} makes a sweep over {', '.join(k for k, _ in grid)}: "
+                                    "enqueue it with `submit --preset ...` and run a worker")
     db = make_engine(args.db)
     host, pid = socket.gethostname(), os.getpid()
     claim = dict(worker_id=f"cli:{host}:{pid}", pid=pid, executor=executor.command_line(host, pid))
@@ -180,14 +183,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = list_runs(db, status=args.status, limit=args.limit)
     now = utcnow()
     header = f"{'id':>5}  {'status':<10} {'dataset':<13} {'encoder':<9} {'stem':<8} {'opt':<5} " \
-             f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6}  name"
+             f"{'batch':>5} {'subset':>6} {'epochs':>6} {'knn':>6} {'linear':>6} {'probe':<6} name"
     print(header)
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
         # The dashboard's word for it: "dead" (no heartbeat) and "cancelling" are running runs too.
         print(f"{r['id']:>5}  {display_status(r, now):<10} {r['dataset']:<13} {r['encoder']:<9} {r['config'].get('stem', ''):<8} "
               f"{r['optimizer']:<5} {r['batch_size']:>5} {r['subset_size'] or 'all':>6} {r['epochs']:>6} "
-              f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6}  {r['name'] or ''}")
+              f"{fmt(r['knn_top1']):>6} {fmt(r['linear_top1']):>6} {stored_value(r['config'], 'probe'):<6} "
+              f"{r['name'] or ''}")
     if not rows:
         print("(no runs)")
     return 0

@@ -7,6 +7,8 @@ from typing import Any
 
 from db.config import ConfigError, RunConfig, config_fields, config_from_text, field_optional, field_type
 from db.datasets import check_data
+from db.presets import PRESETS, combine
+from db.sweep import parse_grid
 
 
 def flag_name(field_name: str) -> str:
@@ -28,6 +30,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         text = "; ".join(p for p in parts if p).replace("%", "%%")
         group.add_argument(flag_name(f.name), dest=f.name, default=None, metavar=field_type(f).__name__.upper(),
                            help=text)
+    group.add_argument("--preset", action="append", default=[], choices=list(PRESETS), metavar="NAME",
+                       help="start from a named preset (repeatable: applied in order; flags win over presets): "
+                            + "; ".join(f"{p.name}: {p.label}" for p in PRESETS.values()).replace("%", "%%"))
 
 
 def value_range(metadata: dict[str, Any]) -> str:
@@ -46,9 +51,21 @@ def value_range(metadata: dict[str, Any]) -> str:
     return f"{low} {low_op} x <= {high}"
 
 
-def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields given on the command line, as text."""
+def explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given as flags on the command line, as text."""
     return {f.name: getattr(args, f.name) for f in config_fields() if getattr(args, f.name, None) is not None}
+
+
+def config_request(args: argparse.Namespace) -> tuple[dict[str, Any], list[tuple[str, list[str]]]]:
+    """(single values, grid) asked for by presets, flags and --grid: a flag or a --grid for a field
+    replaces what a preset says about it."""
+    preset_values, preset_grid = combine(getattr(args, "preset", None) or [])
+    flags = explicit_flags(args)
+    grid = parse_grid(getattr(args, "grid", None) or [])
+    given = set(flags) | {k for k, _ in grid}
+    base = {**{k: v for k, v in preset_values.items() if k not in given}, **flags}
+    grid += [(k, v) for k, v in preset_grid.items() if k not in given]
+    return base, grid
 
 
 def config_from_values(values: dict[str, Any], data_memo: dict | None = None) -> RunConfig:

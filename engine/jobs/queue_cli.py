@@ -12,10 +12,10 @@ import sys
 from db.delete import delete_runs
 from db.queries import list_runs
 from db.queue import NoSuchRun, live_workers, request_cancel
-from db.sweep import SweepError, check_submission, enqueue, expand_grid, parse_grid
+from db.sweep import SweepError, check_submission, enqueue, expand_grid
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
-from engine.jobs.cli_args import add_config_flags, config_from_values, config_overrides
+from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
 from engine.jobs.worker import add_worker_flags, cmd_worker
 
 
@@ -59,10 +59,10 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
         check_submission(args.name, args.retries)
-        grid = parse_grid(args.grid)
+        base, grid = config_request(args)
         # Every combination is validated before the database is even opened.
         data_memo: dict = {}  # each data source is looked at once, not once per combination
-        plan = expand_grid(config_overrides(args), grid, build=lambda v: config_from_values(v, data_memo))
+        plan = expand_grid(base, grid, build=lambda v: config_from_values(v, data_memo))
         db = make_engine(args.db)
         sweep_id, queued = enqueue(db, plan, sweep=bool(grid), name=args.name, retries=args.retries)
     except SweepError as e:

@@ -9,8 +9,9 @@ Data sets (`RunConfig.dataset`):
   cifar10-mini  500 train + 100 test CIFAR-10 images per class, shipped as JPEG bytes in
                 engine/assets/cifar10-mini.npz (built by scripts/build_cifar10_mini.py).
   cifar10       torchvision's CIFAR-10 layout in data_dir, downloaded by torchvision when missing.
-  stl10         torchvision's STL-10 in data_dir; pretraining on unlabeled + train (105,000 images),
-                kNN/linear evaluation on train/test.
+  stl10         torchvision's STL-10 in data_dir; pretraining on its unlabeled split (100,000 images)
+                as the seed's code does, or on train+unlabeled (105,000, as the STL-10 paper) or
+                train (`pretrain_split`); kNN/linear evaluation on train/test.
   imagefolder   data_dir/train/<class>/ and data_dir/test/<class>/ of image files.
   synthetic     generated patterns, 10 classes, for tests.
 
@@ -67,7 +68,7 @@ class ImageData:
     """What the trainer gets. Tensors may be shared with the in-memory cache: treat them as read-only."""
 
     pretrain_images: torch.Tensor   # uint8 [N,3,H,W], the images SimCLR trains on (subset applied)
-    pretrain_indices: torch.Tensor  # int64 [N], indices into the full pretraining split
+    pretrain_indices: torch.Tensor  # int64 [N], indices into the pretraining split chosen (pretrain_split)
     train_images: torch.Tensor      # uint8, labelled train images (kNN memory bank, linear eval)
     train_labels: torch.Tensor      # int64
     test_images: torch.Tensor       # uint8
@@ -86,11 +87,17 @@ def load_dataset(cfg: RunConfig, *, remember: bool = True) -> ImageData:
     splits = _load_splits(cfg, remember=remember)
     labels: torch.Tensor = splits["pretrain_labels"]
     images: torch.Tensor = splits["pretrain_images"]
+    pool = _split_pool(cfg, labels)  # indices into the cached pool of the pretraining split chosen
+    if pool is not None:
+        labels, images = labels[pool], images[pool]
     total = len(labels)
     if cfg.subset_size is None:
         indices = torch.arange(total, dtype=torch.int64)
-        stats = splits["pretrain_stats"]  # computed once, with the decode
-        mean, std = tuple(stats[0].tolist()), tuple(stats[1].tolist())
+        if pool is None:
+            stats = splits["pretrain_stats"]  # computed once, with the decode
+            mean, std = tuple(stats[0].tolist()), tuple(stats[1].tolist())
+        else:
+            mean, std = channel_stats(images)
     else:
         if cfg.subset_size > total:
             raise DataError(f"subset_size {cfg.subset_size} is larger than the {total} pretraining images "
@@ -111,6 +118,16 @@ def load_dataset(cfg: RunConfig, *, remember: bool = True) -> ImageData:
         mean=mean,
         std=std,
     )
+
+
+def _split_pool(cfg: RunConfig, labels: torch.Tensor) -> torch.Tensor | None:
+    """Which images of the cached pretraining pool the config's pretrain_split takes (None: all).
+
+    Only STL-10 has a choice: its cached pool is train (labelled) + unlabeled."""
+    if cfg.dataset != "stl10" or cfg.pretrain_split == "train+unlabeled":
+        return None
+    wanted = labels < 0 if cfg.pretrain_split == "unlabeled" else labels >= 0
+    return torch.nonzero(wanted).reshape(-1)
 
 
 def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:

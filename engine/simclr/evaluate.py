@@ -67,11 +67,21 @@ def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, test_feat
     return correct.item() / len(test_features)
 
 
+def _zero_linear(in_features: int, num_classes: int, device: torch.device) -> nn.Linear:
+    """A linear classifier starting at zero: every class equally likely, no random draw, so the
+    probe neither depends on nor disturbs the global RNG, and a feature that is constant on the
+    train set keeps a zero weight (its gradient is zero) instead of a random one."""
+    clf = nn.utils.skip_init(nn.Linear, in_features, num_classes, device=device)  # no random init drawn
+    with torch.no_grad():
+        clf.weight.zero_()
+        clf.bias.zero_()
+    return clf
+
+
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter: int,
                   check: Callable[[], None] | None = None) -> nn.Linear:
     """Multinomial logistic regression by full-batch L-BFGS (deterministic, seconds on a CPU)."""
-    torch.manual_seed(0)
-    clf = nn.Linear(x.shape[1], num_classes).to(x.device)
+    clf = _zero_linear(x.shape[1], num_classes, x.device)
     # Tolerances far looser than LBFGS's defaults: a probe's accuracy settles long before the
     # gradient is 1e-7, and the iterations after that are most of the cost.
     opt = torch.optim.LBFGS(clf.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
@@ -89,19 +99,38 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float,
     return clf
 
 
+# A train-feature column whose std is below this fraction of the typical column's std is treated as
+# constant and dropped: standardizing it would divide test values by ~0 and swamp every logit.
+CONSTANT_COLUMN_RATIO = 1e-4
+
+
+def informative_columns(train_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(kept column mask, mean, std) of the train features; constant columns are not kept."""
+    mu, sigma = train_features.mean(0), train_features.std(0)
+    typical = sigma.median() if sigma.numel() else sigma.new_tensor(0.0)
+    keep = sigma > CONSTANT_COLUMN_RATIO * typical.clamp_min(torch.finfo(sigma.dtype).tiny)
+    return keep, mu, sigma
+
+
 @torch.enable_grad()
 def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
                 test_labels: torch.Tensor, *, l2_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2),
                 max_iter: int = 100, check: Callable[[], None] | None = None) -> tuple[float, float]:
-    """Linear probe on frozen features: returns (test cross-entropy loss, test top-1 accuracy).
+    """Linear probe on frozen features (probe=lbfgs): returns (test cross-entropy, test top-1 accuracy).
 
-    Features are standardized with the train statistics. The L2 strength is picked on a held-out
-    tenth of the train features (the test set never chooses anything), then the classifier is
-    refit on all train features.
+    Features are standardized with the train statistics; columns constant on the train features
+    are dropped first (they cannot inform the fit and would explode once standardized). The L2
+    strength is picked on a held-out tenth of the train features (the test set never chooses
+    anything), then the classifier, started at zero, is refit on all train features. The
+    held-out split uses its own generator: the global RNG is neither read nor re-seeded.
     """
     train_features, test_features = train_features.float(), test_features.float()
-    mu, sigma = train_features.mean(0), train_features.std(0) + 1e-6
-    xtr, xte = (train_features - mu) / sigma, (test_features - mu) / sigma
+    keep, mu, sigma = informative_columns(train_features)
+    if not bool(keep.any()):  # nothing varies: the classifier can only learn the class prior
+        keep = torch.ones_like(keep)
+        sigma = torch.ones_like(sigma)
+    xtr = (train_features[:, keep] - mu[keep]) / sigma[keep]
+    xte = (test_features[:, keep] - mu[keep]) / sigma[keep]
     ytr, yte = train_labels.to(xtr.device), test_labels.to(xte.device)
     num_classes = int(max(ytr.max(), yte.max())) + 1
 
@@ -120,3 +149,66 @@ def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     with torch.no_grad():
         logits = clf(xte)
         return F.cross_entropy(logits, yte).item(), (logits.argmax(1) == yte).float().mean().item()
+
+
+BASELINE_CODE_PROBE_LR = 3e-4
+BASELINE_CODE_PROBE_BATCH = 256
+
+
+@torch.enable_grad()
+def baseline_code_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                        test_labels: torch.Tensor, *, epochs: int = 500, seed: int = 0,
+                        batch_size: int = BASELINE_CODE_PROBE_BATCH,
+                        check: Callable[[], None] | None = None) -> tuple[float, float]:
+    """The seed's linear evaluation (Spijkervet/SimCLR linear_evaluation.py), probe=seed.
+
+    As that script does: logistic regression (nn.Linear, PyTorch's default random init) on the
+    raw features, no standardization; the train features in one shuffled order (its feature
+    loader shuffles once), whole batches only (drop_last), the same order every epoch; Adam at
+    lr 3e-4 without weight decay for `epochs` epochs; then the test features in order, whole
+    batches only, and the reported loss and accuracy are the MEANS OVER TEST BATCHES of each
+    batch's mean cross-entropy and accuracy.
+    Where ours differs: the features come from our normalized inputs (the seed feeds [0, 1] pixels
+    without normalization, to training and probe alike); a split smaller than one batch is used
+    whole (the seed would divide by zero batches); randomness comes from a generator seeded with
+    the run's seed, not from the global RNG.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    xtr, xte = train_features.float(), test_features.float()
+    ytr, yte = train_labels.to(xtr.device), test_labels.to(xte.device)
+    num_classes = int(max(ytr.max(), yte.max())) + 1
+    order = torch.randperm(len(xtr), generator=gen).to(xtr.device)
+    xtr, ytr = xtr[order], ytr[order]
+    train_batches = _whole_batches(len(xtr), batch_size)
+    test_batches = _whole_batches(len(xte), batch_size)
+
+    clf = nn.utils.skip_init(nn.Linear, xtr.shape[1], num_classes)  # initialized below, from our generator
+    with torch.no_grad():
+        # nn.Linear's own init drawn from our generator: kaiming_uniform(a=sqrt 5) on the weight and
+        # the bias both come to U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        bound = 1 / xtr.shape[1] ** 0.5
+        clf.weight.uniform_(-bound, bound, generator=gen)
+        clf.bias.uniform_(-bound, bound, generator=gen)
+    clf = clf.to(xtr.device)
+    opt = torch.optim.Adam(clf.parameters(), lr=BASELINE_CODE_PROBE_LR)
+    for _ in range(epochs):
+        for a, b in train_batches:
+            if check:
+                check()
+            opt.zero_grad()
+            F.cross_entropy(clf(xtr[a:b]), ytr[a:b]).backward()
+            opt.step()
+    losses, accuracies = [], []
+    with torch.no_grad():
+        for a, b in test_batches:
+            logits = clf(xte[a:b])
+            losses.append(F.cross_entropy(logits, yte[a:b]).item())
+            accuracies.append((logits.argmax(1) == yte[a:b]).float().mean().item())
+    return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
+
+
+def _whole_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, end) of each whole batch (drop_last); one batch of all when there is less than one."""
+    if n < batch_size:
+        return [(0, n)]
+    return [(i, i + batch_size) for i in range(0, n - batch_size + 1, batch_size)]

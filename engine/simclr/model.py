@@ -28,14 +28,17 @@ def build_encoder(encoder: str, stem: str) -> tuple[nn.Module, int]:
 class SimCLRModel(nn.Module):
     """encoder -> h (the representation evaluated later) -> projection head -> z (fed to NT-Xent)."""
 
-    def __init__(self, encoder: str, stem: str, projection_dim: int):
+    def __init__(self, encoder: str, stem: str, projection_dim: int, hidden_dim: int | None = None):
         super().__init__()
         self.encoder, self.feature_dim = build_encoder(encoder, stem)
-        # Two-layer MLP as in the SimCLR paper and the reference implementation.
+        hidden = hidden_dim or self.feature_dim
+        # Two-layer MLP as in the SimCLR paper and the seed's code (no biases). solo-learn's head
+        # has biases; with its 2048 -> 256 sizes (projection_hidden_dim, projection_dim) that is
+        # the one difference left.
         self.projector = nn.Sequential(
-            nn.Linear(self.feature_dim, self.feature_dim, bias=False),
+            nn.Linear(self.feature_dim, hidden, bias=False),
             nn.ReLU(inplace=True),
-            nn.Linear(self.feature_dim, projection_dim, bias=False),
+            nn.Linear(hidden, projection_dim, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,4 +46,4 @@ class SimCLRModel(nn.Module):
 
 
 def build_model(cfg: RunConfig) -> SimCLRModel:
-    return SimCLRModel(cfg.encoder, cfg.stem, cfg.projection_dim)
+    return SimCLRModel(cfg.encoder, cfg.stem, cfg.projection_dim, cfg.projection_hidden_dim)

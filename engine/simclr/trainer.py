@@ -37,7 +37,7 @@ from engine.simclr.augment import BatchedAugment, ReferenceTwoViews
 from engine.simclr.checkpoint import OWNER, CheckpointError, check_owner, discard_hint, load_checkpoint, save_checkpoint
 from engine.simclr.data import ImageData, load_dataset
 from engine.simclr.distributed import DataParallel, SilentLogger
-from engine.simclr.evaluate import extract_features, knn_top1, linear_eval, normalize
+from engine.simclr.evaluate import baseline_code_probe, extract_features, knn_top1, linear_eval, normalize
 from engine.simclr.loss import nt_xent
 from engine.simclr.metrics_log import MetricLogger
 from engine.simclr.model import SimCLRModel, build_model
@@ -341,20 +341,29 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
     if feats is None:
         feats, summary["knn_top1"] = knn(step, cfg.epochs)
     t0 = phase(PROBE)
-    lin_loss, lin_top1 = linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels,
-                                     check=ctx.check_cancel)
+    lin_loss, lin_top1 = probe(cfg, feats, data, ctx.check_cancel)
     logger.log("linear/loss", lin_loss, step, cfg.epochs)
     logger.log("linear/top1", lin_top1, step, cfg.epochs)
     logger.log("time/linear_s", time.perf_counter() - t0, step, cfg.epochs)
     logger.flush()
     summary.update(linear_loss=lin_loss, linear_top1=lin_top1)
-    ctx.log(f"linear probe: loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
+    ctx.log(f"linear probe ({cfg.probe}): loss {lin_loss:.4f}, top-1 {lin_top1:.4f}")
     if ctx.cancel.is_set():
         raise RunCancelled()
     _save_results(cfg, ctx, t.model, data, feats, t.mean, t.std, device, t.amp, step)
     if not ctx.keep_optimizer_state:
         _drop_optimizer_state(ctx.checkpoint_path)
     return summary
+
+
+def probe(cfg: RunConfig, feats: dict[str, torch.Tensor], data: ImageData,
+          check: Callable[[], None] | None = None) -> tuple[float, float]:
+    """The run's linear probe on frozen features: (test loss, test top-1); `check` runs between
+    its batches (or L-BFGS evaluations) and raises once the run is cancelled."""
+    if cfg.probe == "seed":
+        return baseline_code_probe(feats["train"], data.train_labels, feats["test"], data.test_labels,
+                                   epochs=cfg.probe_epochs, seed=cfg.seed, check=check)
+    return linear_eval(feats["train"], data.train_labels, feats["test"], data.test_labels, check=check)
 
 
 def _drop_optimizer_state(path: Path) -> None:

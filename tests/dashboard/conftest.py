@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
+from dashboard import hardware
 from db.session import make_engine
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -31,6 +32,9 @@ def db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     monkeypatch.setenv("SIMCLR_NO_LOCAL_WORKER", "1")
     monkeypatch.delenv("SIMCLR_PASSWORD", raising=False)
     monkeypatch.delenv("SIMCLR_DATA_ROOTS", raising=False)
+    # The Launch form's defaults depend on whether a GPU is present; tests choose, the machine does not
+    # (True: RunConfig's own defaults; tests of the CPU-only defaults set it to False).
+    monkeypatch.setattr(hardware, "machine_has_gpu", lambda: True)
     engine = make_engine(sqlite_url)
     yield engine
     engine.dispose()

@@ -37,9 +37,9 @@ def test_accuracy_axes_run_from_0_to_1_and_every_curve_is_named() -> None:
     assert fig.layout.legend.y > 1  # above the plot: it cannot cover the x axis title
     many = pd.concat([_series("knn/top1", [1, 2], [0.1, 0.2], run_id=i) for i in range(8)])
     assert charts.line_figure(many).layout.legend.x > 1  # many curves: a column on the right, clear of the title
-    assert list(charts.subset_accuracy_figure(pd.DataFrame(
+    assert list(charts.accuracy_figure(pd.DataFrame(
         {"subset_size": [300], "batch_size": [64], "accuracy_mean": [0.4], "accuracy_std": [float("nan")]}
-    )).layout.yaxis.range) == [0.0, 1.0]
+    ), "subset_size", "batch_size", "data subset (images)").layout.yaxis.range) == [0.0, 1.0]
 
 
 def test_a_single_point_gets_axes_from_zero() -> None:

@@ -39,6 +39,20 @@ def test_another_batch_size_or_device_is_not_like_it() -> None:
     assert on_gpu.basis == "rough: FLOP count on cuda, no finished run to measure"
 
 
+def test_the_probes_time_comes_from_runs_with_the_same_probe() -> None:
+    from dashboard.estimate import parts
+
+    seed_probe = {**finished(probe="seed"), "time/linear_s": [40.0]}
+    history = [finished(), seed_probe]
+    assert parts(RunConfig(**BASE), history, "cpu").linear_s == 4.0
+    assert parts(RunConfig(**BASE, probe="seed"), history, "cpu").linear_s == 40.0
+    # Other probe epochs, another time; a stored config from before the probe field reads lbfgs.
+    assert parts(RunConfig(**BASE, probe="seed", probe_epochs=5), history, "cpu").linear_s != 40.0
+    legacy = finished()
+    legacy["config"] = {k: v for k, v in legacy["config"].items() if k not in ("probe", "probe_epochs")}
+    assert parts(RunConfig(**BASE), [legacy], "cpu").linear_s == 4.0
+
+
 def test_without_history_a_rough_model_that_grows_with_the_work() -> None:
     small = estimate(RunConfig(**BASE), [], ["cpu"])
     big = estimate(RunConfig(**{**BASE, "epochs": 20, "encoder": "resnet50"}), [], ["cpu"])

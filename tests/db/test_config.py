@@ -99,6 +99,34 @@ def test_coerce_text_values() -> None:
         RunConfig.from_dict({"batchsize": 3})
 
 
+def test_stl10_trains_at_96px_on_its_unlabeled_split_unless_told_otherwise() -> None:
+    cfg = RunConfig(dataset="stl10")
+    assert (cfg.image_size, cfg.pretrain_split) == (96, "unlabeled")
+    assert json.loads(json.dumps(cfg.to_dict()))["image_size"] == 96  # stored as what the run does
+    assert RunConfig(dataset="stl10", image_size=32, pretrain_split="train+unlabeled").image_size == 32
+    assert (RunConfig().image_size, RunConfig().pretrain_split) == (32, "train")
+    with pytest.raises(ConfigError, match="pretrain_split: cifar10 offers train"):
+        RunConfig(dataset="cifar10", pretrain_split="unlabeled")
+    # Subset sizes are checked against the split chosen.
+    RunConfig(dataset="stl10", subset_size=100000, batch_size=256)
+    with pytest.raises(ConfigError, match="subset_size: must be <= 5000"):
+        RunConfig(dataset="stl10", pretrain_split="train", subset_size=6000)
+    # A config stored before the field existed resumes on the images it started with.
+    assert RunConfig.from_dict({"dataset": "stl10", "image_size": 32}).pretrain_split == "train+unlabeled"
+
+
+def test_lr_and_base_lr_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="base_lr: give lr or base_lr"):
+        RunConfig(lr=0.1, base_lr=0.4)
+
+
+def test_stored_configs_without_a_new_field_read_its_default() -> None:
+    from db.config import stored_value
+
+    assert stored_value({"batch_size": 64}, "probe") == "lbfgs"
+    assert stored_value({"probe": "seed"}, "probe") == "seed"
+
+
 def test_compile_field() -> None:
     assert RunConfig().compile == "auto"
     assert RunConfig.from_dict({"compile": "on"}).compile == "on"

@@ -1,12 +1,13 @@
 """End to end, in headless Chromium, against the app started as the README starts it.
 
 What issue 4's "Done when" asks, as a person would do it in the browser:
-- On Launch, switch to grid mode, press the seed-experiment preset (ResNet18 + LARS, subset
+- On Launch, switch to grid mode, press the baseline (seed experiment) preset "data count = subset
+  size" (ResNet18 + LARS, subset
   300/500/1000/1500 x batch 64/128/256: 12 runs), shrink it to small scale (synthetic 16 px images,
   a 2 x 2 grid of subset 64/128 x batch 32/64, 2 epochs), check the run count (4), launch the sweep.
 - Launch one long single run after it; on Runs, watch its loss curve gain points while it trains
   (the real local worker and trainer), then cancel it from the UI.
-- On Compare, pick the sweep and read its results in the seed's layout (rows data subset x batch,
+- On Compare, pick the sweep and read its results in the baseline's layout (rows data subset x batch,
   columns loss and accuracy), checked against the run database.
 Screenshots of each step go to artifacts/screenshots/ (git-ignored).
 """
@@ -34,7 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 # Small scale on purpose: 16 px synthetic images, imagenet stem, a tiny projection head and kNN.
 SMALL = {"Image size": "16"}
 SMALL_ADVANCED = {"Projection dim": "16", "Eval every": "5", "kNN k": "10"}
-# The seed experiment's grid, shrunk: 2 subsets x 2 batch sizes (batch first: a subset is never
+# The baseline experiment's grid, shrunk: 2 subsets x 2 batch sizes (batch first: a subset is never
 # smaller than a batch on the way there).
 GRID = {"Batch size (comma-separated)": "32, 64", "Subset size (comma-separated)": "64, 128",
         "Epochs (comma-separated)": "2"}
@@ -166,24 +167,24 @@ def _table_rows(table) -> list[dict[str, str]]:  # noqa: ANN001
     return rows
 
 
-def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  # noqa: ANN001
+def test_baseline_grid_watch_cancel_compare(server: Server, browser_page) -> None:  # noqa: ANN001
     page = browser_page
     page.goto(server.url)
     page.get_by_label("Batch size", exact=True).wait_for()
     _shot(page, "01-launch-form")
 
-    # Launch: grid mode, the seed-experiment preset (12 runs as the seed ran them) ...
+    # Launch: grid mode, the baseline preset (12 runs as the seed experiment ran them) ...
     page.get_by_text("Grid mode", exact=True).click()
     page.get_by_label("Batch size (comma-separated)", exact=True).wait_for()
     _settle(page)
-    page.get_by_role("button", name="Seed-experiment preset", exact=True).click()
+    page.get_by_role("button", name="Baseline: data count = subset size", exact=True).click()
     _settle(page)
     expect(page.get_by_label("Subset size (comma-separated)", exact=True)).to_have_value("300, 500, 1000, 1500", timeout=UI_TIMEOUT_MS)
     expect(page.get_by_label("Batch size (comma-separated)", exact=True)).to_have_value("64, 128, 256", timeout=UI_TIMEOUT_MS)
     _expect_run_count(page, 12)
     assert "resnet18" in _multiselect(page, "Encoder") and "lars" in _multiselect(page, "Optimizer")
     _no_errors(page)
-    _shot(page, "02-seed-preset")
+    _shot(page, "02-baseline-preset")
 
     # ... shrunk to small scale: a 2 x 2 grid on tiny synthetic images. 4 runs, shown before launching.
     _small_scale(page)
@@ -236,14 +237,14 @@ def test_seed_grid_watch_cancel_compare(server: Server, browser_page) -> None:  
     page.get_by_text(re.compile(r"Status:\s*cancelled")).wait_for()
     _shot(page, "07-cancelled")
 
-    # Compare: pick the sweep; its finished runs in the seed experiment's layout.
+    # Compare: pick the sweep; its finished runs in the baseline experiment's layout.
     page.get_by_test_id("stSidebarNav").get_by_text("Compare", exact=True).click()
     page.get_by_test_id("stRadio").get_by_text("Sweep", exact=True).click()
     page.get_by_test_id("stSelectbox").filter(has_text="Sweep").first.wait_for()
     _settle(page)
     picked = _selectbox_text(page, "Sweep")  # the only sweep, picked by default
     assert f"{sweep_id} (4 runs)" in picked, picked
-    page.get_by_text("resnet18 + lars", exact=True).first.wait_for()
+    page.get_by_text("resnet18 + lars, probe lbfgs", exact=True).first.wait_for()
     table = page.get_by_test_id("stTable")
     assert table.count() == 1  # one encoder + optimizer, nothing else varies: one table
     _shot(page, "08-compare-sweep")

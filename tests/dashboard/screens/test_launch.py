@@ -150,9 +150,9 @@ def test_grid_with_an_impossible_combination_names_it_and_enqueues_nothing(app, 
     assert list_runs(db) == []
 
 
-def test_seed_preset_makes_the_twelve_runs_of_the_seed_experiment(app, db: Engine) -> None:
+def test_baseline_subset_preset_makes_the_twelve_runs_of_the_seed_experiment(app, db: Engine) -> None:
     at = _set(app(), epochs="1")
-    at.button(key="launch_seed_preset").click().run()
+    at.button(key="launch_preset_baseline-subset").click().run()
     assert at.toggle(key="launch_grid_mode").value is True
     assert at.metric[0].value == "12"
     _launch(at)
@@ -187,6 +187,50 @@ def test_procfile_runs_web_without_local_worker_and_a_worker() -> None:
     assert "SIMCLR_NO_LOCAL_WORKER=1" in lines["web"] and "streamlit run dashboard/app.py" in lines["web"]
     assert "--server.address ${SIMCLR_ADDRESS:-localhost}" in lines["web"] and "--server.fileWatcherType none" in lines["web"]
     assert lines["worker"] == "python -m engine worker"
+
+
+def test_baseline_epochs_preset_says_why_and_its_gpu_time(app, db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The preset trains on CIFAR-10, which is not on this machine: take its download as possible
+    # (refusing an absent data set is test_a_data_set_absent_offline_is_refused_in_the_form's job).
+    monkeypatch.setattr("db.datasets.can_download", lambda url: True)
+    at = app()
+    at.button(key="launch_preset_baseline-epochs").click().run()
+    assert at.metric[0].value == "12"
+    [info] = [m for m in texts(at, "info") if "data count = epochs" in m]
+    assert "two presets" in info and "On one GPU: about" in info
+    _launch(at)
+    found = list_runs(db)
+    assert {(r["dataset"], r["subset_size"]) for r in found} == {("cifar10", None)}
+    assert {(r["epochs"], r["batch_size"]) for r in found} == set(
+        itertools.product((300, 500, 1000, 1500), (64, 128, 256)))
+
+
+def test_a_cpu_only_machine_starts_from_the_quick_preset_not_a_day_long_run(app, db: Engine,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import hardware
+    from db.presets import PRESETS, QUICK_CPU
+
+    monkeypatch.setattr(hardware, "machine_has_gpu", lambda: False)
+    at = app()
+    quick = PRESETS[QUICK_CPU].values
+    assert at.selectbox(key="lf_optimizer").value == quick["optimizer"]
+    assert at.text_input(key="lf_epochs").value == quick["epochs"]
+    [estimate] = [m.value for m in at.metric if m.label == "Estimated time per run"]
+    assert "h" not in estimate and int(estimate.split(" min")[0]) < 10, estimate
+    _launch(at)
+    [run] = list_runs(db)
+    assert (run["config"]["stem"], run["config"]["optimizer"]) == (quick["stem"], quick["optimizer"])
+
+
+def test_stl10_from_the_form_trains_at_96px_on_the_unlabeled_split(app, db: Engine,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("db.datasets.can_download", lambda url: True)  # STL-10 is not on this machine
+    at = app()
+    assert at.selectbox(key="lf_pretrain_split").value == ""  # "default": the data set's own split
+    at.selectbox(key="lf_dataset").set_value("stl10").run()
+    _launch(at)
+    [run] = list_runs(db)
+    assert (run["config"]["image_size"], run["config"]["pretrain_split"]) == (96, "unlabeled")
 
 
 def test_data_folder_whose_train_or_test_lead_outside_the_roots_is_refused(tmp_path: Path,

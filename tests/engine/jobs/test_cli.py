@@ -55,7 +55,7 @@ def test_train_then_list(sqlite_url: str, capsys: pytest.CaptureFixture) -> None
     assert run["status"] == "completed" and run["name"] == "tiny"
     assert main(["--db", sqlite_url, "runs"]) == 0
     listing = capsys.readouterr().out
-    assert "completed" in listing and "synthetic" in listing and f"{run['linear_top1']:.4f}" in listing
+    assert "completed" in listing and "synthetic" in listing and f"{run['linear_top1']:.4f} lbfgs" in listing
 
 
 def test_a_failing_run_exits_nonzero_with_the_error_stored(tmp_path: Path, sqlite_url: str,
@@ -120,6 +120,25 @@ def test_the_module_runs_as_a_program_with_a_progress_bar(tmp_path: Path) -> Non
     assert "step/s" in proc.stderr or "s/step" in proc.stderr  # tqdm's bar
     assert "epoch 1/1" in proc.stderr
     assert get_run(make_engine(env["SIMCLR_DB"]), 1)["status"] == "completed"
+
+
+def test_submit_preset_makes_the_baseline_sweep_and_flags_win(sqlite_url: str) -> None:
+    assert main(["--db", sqlite_url, "submit", "--preset", "baseline-epochs", "--dataset", "cifar10-mini"]) == 0
+    found = list_runs(make_engine(sqlite_url))
+    assert len(found) == 12 and {r["dataset"] for r in found} == {"cifar10-mini"}
+    assert {(r["epochs"], r["batch_size"]) for r in found} == {
+        (e, b) for e in (300, 500, 1000, 1500) for b in (64, 128, 256)}
+    # --grid for a preset's grid field replaces it; a single flag does too
+    assert main(["--db", sqlite_url, "submit", "--preset", "baseline-subset", "--grid", "subset_size=300",
+                 "--batch-size", "64", "--epochs", "1"]) == 0
+    assert len(list_runs(make_engine(sqlite_url))) == 13
+
+
+def test_train_refuses_a_sweep_preset_and_unknown_presets(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--db", sqlite_url, "train", "--preset", "baseline-subset"]) == 2
+    assert "makes a sweep" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--db", sqlite_url, "train", "--preset", "nope"])
 
 
 def test_train_help_shows_every_fields_range_and_default(capsys: pytest.CaptureFixture) -> None:

@@ -401,14 +401,21 @@ def fake_stl10(root: Path, n_train: int = 4, n_unlabeled: int = 6, n_test: int =
     (folder / "class_names.txt").write_text("\n".join(f"c{i}" for i in range(10)) + "\n")
 
 
-def test_stl10_pretrains_on_train_plus_unlabeled(tmp_path: Path, fresh_cache: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stl10_pretrains_on_the_split_asked_for(tmp_path: Path, fresh_cache: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.datasets import STL10
 
     monkeypatch.setattr(STL10, "train_list", [[n, None] for n, _ in STL10.train_list])
     monkeypatch.setattr(STL10, "test_list", [[n, None] for n, _ in STL10.test_list])
     fake_stl10(tmp_path / "stl")
-    cfg = RunConfig(dataset="stl10", data_dir=str(tmp_path / "stl"), batch_size=2)
+    # By default: the unlabeled split, at STL-10's own 96 px (as the seed's code trains).
+    default = load_dataset(RunConfig(dataset="stl10", data_dir=str(tmp_path / "stl"), batch_size=2))
+    assert default.pretrain_images.shape == (6, 3, 96, 96) and default.train_images.shape == (4, 3, 96, 96)
+    assert default.pretrain_images[:, 0, 5, 5].tolist() == [40, 50, 60, 70, 80, 90]
+    train_only = RunConfig(dataset="stl10", data_dir=str(tmp_path / "stl"), batch_size=2, pretrain_split="train")
+    assert load_dataset(train_only).pretrain_images[:, 0, 5, 5].tolist() == [0, 10, 20, 30]
+    cfg = RunConfig(dataset="stl10", data_dir=str(tmp_path / "stl"), batch_size=2, image_size=32,
+                    pretrain_split="train+unlabeled")
     d = load_dataset(cfg)
     assert d.pretrain_images.shape == (10, 3, 32, 32)  # 96 px resized to image_size 32
     assert d.pretrain_images[:, 0, 5, 5].tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]

@@ -237,6 +237,32 @@ def test_a_run_whose_data_is_gone_fails_before_training_naming_it(sqlite_url: st
     assert error.startswith("data_dir: ") and str(tmp_path / "gone" / "train") in error
 
 
+def test_the_seed_code_settings_and_the_seed_probe_run_end_to_end(sqlite_url: str) -> None:
+    """probe=seed with the seed-code optimizer fields (LARS on every parameter, zero-norm freeze,
+    per-epoch cosine) on CPU; the probe's epochs shrunk from the seed's 500 to keep it quick."""
+    from db.presets import PRESETS
+
+    seed_code = {k: v for k, v in PRESETS["seed-code"].values.items() if k not in ("image_size", "probe_epochs")}
+    db = make_engine(sqlite_url)
+    cfg = tiny_config(epochs=2, probe_epochs=3, **_typed(seed_code))
+    assert (cfg.probe, cfg.lars_exclude, cfg.lars_zero_norm, cfg.schedule) == ("seed", "none", "freeze",
+                                                                                 "cosine_per_epoch")
+    run_id = claimed_run(db, cfg)
+    logs: list[str] = []
+    assert execute_run(db, run_id, log=logs.append) == "completed"
+    run = get_run(db, run_id)
+    assert 0.0 <= run["linear_top1"] <= 1.0 and run["linear_loss"] > 0
+    assert any("linear probe (seed)" in m for m in logs)
+    lrs = [r["value"] for r in metric_rows(db, [run_id], ["train/lr"])]
+    assert lrs[0] == lrs[1] and lrs[2] < lrs[0]  # per-epoch cosine: constant within the first epoch
+
+
+def _typed(values: dict[str, str]) -> dict[str, object]:
+    from db.config import coerce_field
+
+    return {k: coerce_field(k, v) for k, v in values.items()}
+
+
 def test_a_new_database_on_the_same_runs_folder_never_trains_on_another_runs_weights(tmp_path: Path) -> None:
     old = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
@@ -293,16 +319,20 @@ def test_a_failing_final_status_write_is_retried_not_left_running(sqlite_url: st
     assert get_run(db, run_id)["status"] == "completed" and len(calls) == 3
 
 
-@pytest.mark.parametrize("phase, missing", [("kNN", "knn/top1"), ("linear probe", "linear/top1")])
+@pytest.mark.parametrize("phase, missing, probe", [("kNN", "knn/top1", "lbfgs"),
+                                                    ("linear probe", "linear/top1", "lbfgs"),
+                                                    ("linear probe", "linear/top1", "seed")])
 def test_cancel_is_honoured_inside_evaluation(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, phase: str,
-                                             missing: str) -> None:
-    """A cancel arriving while the run evaluates stops it before the evaluation ends, not after."""
+                                             missing: str, probe: str) -> None:
+    """A cancel arriving while the run evaluates stops it before the evaluation ends, not after
+    (either probe: the seed's 500 Adam epochs check between batches)."""
     db = make_engine(sqlite_url)
-    run_id = claimed_run(db, tiny_config(epochs=1))
+    cfg = tiny_config(epochs=1, probe=probe)
+    run_id = claimed_run(db, cfg)
     ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), log=lambda m: None)
     _recording_phases(monkeypatch, lambda p: ctx.cancel.set() if p == phase else None)
     with pytest.raises(RunCancelled):
-        train(tiny_config(epochs=1), ctx)
+        train(cfg, ctx)
     assert count_metrics(db, run_id).get(missing, 0) == 0
 
 
