@@ -46,7 +46,7 @@ class LocalRayHead:
     temp: Path
 
     @classmethod
-    def start(cls, *, num_gpus: int = 0, num_cpus: int = 2, timeout_s: float = 120.0) -> "LocalRayHead":
+    def start(cls, *, num_gpus: int = 0, num_cpus: int = 2, timeout_s: float = 300.0) -> "LocalRayHead":
         ray_bin = Path(sys.executable).with_name("ray")
         if not ray_bin.exists():
             raise RayStartError(f"no `ray` next to {sys.executable}: install requirements.txt (ray[default])")
@@ -84,7 +84,7 @@ class LocalRayHead:
                 if self.proc.poll() is not None:
                     raise RayStartError(f"`ray start --head` exited with {self.proc.returncode}:\n{self.log_tail()}")
                 try:
-                    if sum(RayJobs(self.address).gpus_per_node()) == num_gpus:
+                    if sum(RayJobs(self.address).gpus_per_node()) == num_gpus and self._jobs_run(deadline):
                         return
                 except Exception as e:  # noqa: BLE001 — not up yet
                     last = e
@@ -96,6 +96,21 @@ class LocalRayHead:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+    def _jobs_run(self, deadline: float) -> bool:
+        """True once a trivial job has run to the end. The cluster answers before its job agent is up
+        (a submit then fails with "No available agent to submit job"; on a loaded machine for a minute
+        or more), so readiness is a job that ran, not a cluster that answers."""
+        from ray.job_submission import JobStatus, JobSubmissionClient
+
+        client = JobSubmissionClient(self.address)
+        job = client.submit_job(entrypoint="true")
+        while time.monotonic() < deadline:
+            status = client.get_job_status(job)
+            if status.is_terminal():
+                return status == JobStatus.SUCCEEDED
+            time.sleep(0.5)
+        return False
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""

@@ -76,7 +76,10 @@ def test_workers_page_run_insights_and_shareable_views(server: Server, browser_p
     expect(grids.first.locator("img")).to_have_js_property("complete", True)
     assert grids.first.locator("img").evaluate("i => i.naturalWidth") > 300  # a grid, not an icon
     expect(page.get_by_text("principal components", exact=False).first).to_be_attached()
-    expect(page.get_by_role("button", name="Download encoder (torchvision state dict)")).to_be_visible()
+    # Large files download in two clicks: "Prepare" reads the file, then the download button holds its bytes.
+    page.get_by_role("button", name="Prepare encoder (torchvision state dict)").click()
+    expect(page.get_by_role("button", name="Download encoder (torchvision state dict)")).to_be_visible(
+        timeout=UI_TIMEOUT_MS)
     expect(page.get_by_text(f"![x]({TRAP})", exact=False).first).to_be_visible()  # the name, literally
     expect(page.get_by_text("**not bold**", exact=False).first).to_be_visible()
     expect(page.get_by_text("Tags: baseline")).to_be_visible()
