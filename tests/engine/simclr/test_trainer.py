@@ -249,7 +249,7 @@ def test_the_seed_code_settings_and_the_seed_probe_run_end_to_end(sqlite_url: st
                                                                                  "cosine_per_epoch")
     run_id = claimed_run(db, cfg)
     logs: list[str] = []
-    assert execute_run(db, run_id, log=logs.append) == "completed"
+    assert execute_run(db, run_id, 1, log=logs.append) == "completed"
     run = get_run(db, run_id)
     assert 0.0 <= run["linear_top1"] <= 1.0 and run["linear_loss"] > 0
     assert any("linear probe (seed)" in m for m in logs)
