@@ -110,10 +110,22 @@ def _gpu_estimate(preset: Preset) -> str | None:
 
 
 def _enter_grid_mode() -> None:
-    if st.session_state.get(GRID_MODE):
-        for f in config_fields():
-            if f.name in lf.GRID_FIELDS:
-                st.session_state[GRID + f.name] = _grid_value_from_single(f)
+    """The toggle's callback: the boxes of the mode being entered start from the other mode's values.
+
+    Leaving grid mode, a grid field with one value keeps it, else its single box keeps what it had
+    (or the default). Set here, before the widgets are drawn: a browser that had no single box on
+    screen in grid mode would otherwise come back to an empty one ("expected an integer, got ''")."""
+    state = st.session_state
+    for f in config_fields():
+        if f.name not in lf.GRID_FIELDS:
+            continue
+        if state.get(GRID_MODE):
+            state[GRID + f.name] = _grid_value_from_single(f)
+            continue
+        grid = state.get(GRID + f.name)
+        values = grid if isinstance(grid, list) else lf.parse_list(str(grid or ""))
+        single = state.get(SINGLE + f.name) or state.get(SAVED, {}).get(SINGLE + f.name)
+        state[SINGLE + f.name] = values[0] if len(values) == 1 else (single or lf.default_text(f))
 
 
 def _ints(value: Any) -> list[int]:
