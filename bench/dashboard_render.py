@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,16 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np
-from sqlalchemy import update
-
 from db.config import (CHECKPOINT_FILE, CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INSIGHTS_FILE,
                        RunConfig, run_dir)
 from db.identity import database_id
-from db.models import runs
-from db.queries import SYS_CPU, SYS_GPU_MEMORY, SYS_GPU_UTIL, SYS_MEMORY, create_runs, write_metrics
-from db.queue import register_worker
+from db.queries import SYS_CPU, SYS_GPU_MEMORY, SYS_GPU_UTIL, SYS_MEMORY, create_runs, update_run, write_metrics
+from db.queue import claim_next, register_worker
 from db.session import make_engine, write_tx
-from db.status import utcnow
+from db.status import COMPLETED, transition
 
 SYS_NAMES = (SYS_CPU, SYS_MEMORY, SYS_GPU_UTIL, SYS_GPU_MEMORY)
 RUNNING = 12  # the Runs page draws the running runs' curves by default
@@ -46,14 +42,16 @@ def build(url: str, n_runs: int, n_points: int) -> None:
     configs = [RunConfig(subset_size=s, batch_size=b, seed=seed, epochs=10)
                for seed in range(5) for s in (300, 500, 1000, 1500, 2000) for b in (64, 128)][:n_runs]
     ids = create_runs(engine, configs, sweep_id="sweep-bench")
-    now, t0 = utcnow(), time.time()
+    t0 = time.time()
     for i, run_id in enumerate(ids):
         running = i >= n_runs - RUNNING
+        # The running runs are held by the workers registered below, one GPU machine each.
+        worker, device = (f"gpu{i % 4}:100:1", f"cuda:{i % 4}") if running else ("bench", "cpu")
+        claim_next(engine, worker, device, run_id=run_id)
+        update_run(engine, run_id, total_steps=n_points * 2, step=n_points)
         with write_tx(engine) as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(
-                status="running" if running else "completed", started_at=now, heartbeat_at=now,
-                finished_at=None if running else now, total_steps=n_points * 2, step=n_points,
-                linear_loss=None if running else 0.5 + 0.001 * i, linear_top1=None if running else 0.7 + 0.001 * i))
+            if not running:
+                transition(conn, run_id, COMPLETED, linear_loss=0.5 + 0.001 * i, linear_top1=0.7 + 0.001 * i)
             rows = [{"run_id": run_id, "name": "train/loss", "step": s, "epoch": s / 100, "value": 5.0 / (1 + s / 500),
                      "time": t0 + s * 0.1} for s in range(1, n_points + 1)]
             rows += [{"run_id": run_id, "name": "knn/top1", "step": s, "epoch": s / 100, "value": 0.3 + s / n_points / 2,
@@ -65,14 +63,8 @@ def build(url: str, n_runs: int, n_points: int) -> None:
     for w in range(4):  # workers, one GPU machine each, holding the running runs
         register_worker(engine, f"gpu{w}:100:1", hostname=f"gpu{w}", pid=100 + w, slots=4,
                         devices="cuda:0,cuda:1,cuda:2,cuda:3")
-    with write_tx(engine) as conn:
-        for i, run_id in enumerate(ids[-RUNNING:]):
-            conn.execute(update(runs).where(runs.c.id == run_id).values(worker_id=f"gpu{i % 4}:100:1",
-                                                                        device=f"cuda:{i % 4}"))
     _run_files(ids[0], database_id(engine))
-    with write_tx(engine) as conn:
-        conn.execute(update(runs).where(runs.c.id == ids[0])
-                     .values(checkpoint_path=str(run_dir(ids[0], database_id(engine)) / CHECKPOINT_FILE)))
+    update_run(engine, ids[0], checkpoint_path=str(run_dir(ids[0], database_id(engine)) / CHECKPOINT_FILE))
     engine.dispose()
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from db import queue
 from db.config import KNOWN_SIZES, RunConfig
-from db.queries import create_run, get_run, metric_rows
+from db.queries import get_run, metric_rows
 from db.session import make_engine
 from engine.jobs.launch import execute_command, process_env
 
@@ -45,14 +45,15 @@ def measure(devices: int, args: argparse.Namespace, workdir: Path) -> tuple[floa
     cfg = RunConfig(dataset=args.dataset, stem=args.stem, image_size=args.image_size, encoder="resnet18",
                     batch_size=batch, epochs=math.ceil(args.steps / steps_per_epoch), eval_every=100000,
                     knn_k=10, device=args.device, devices=devices)
-    run_id = create_run(engine, cfg, name=f"bench devices={devices}")
-    queue.claim_next(engine, "bench", args.device)  # the run's processes check that it is claimed
+    # Claimed as a worker would: the run's processes check the claim (worker, attempt).
+    claimed = queue.create_and_claim(engine, cfg, "bench", name=f"bench devices={devices}", device=args.device)
+    run_id = claimed["id"]
     env = {**os.environ, **process_env(db_url), "SIMCLR_RUNS_DIR": str(workdir / f"runs-{devices}")}
     if args.device != "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(devices))
     log = workdir / f"log-{devices}.txt"
     with open(log, "wb") as out:
-        rc = subprocess.run(execute_command(run_id, devices), env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(execute_command(run_id, claimed["attempts"], devices), env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     run = get_run(engine, run_id)
     if rc != 0 or run["status"] != "completed":
         raise SystemExit(f"devices={devices}: run {run['status']} ({run['error']}); see {log}")

@@ -8,16 +8,17 @@ Prints, per backend:
   claim latency    claim_next on a queue of runs, median and p95;
   dashboard reads  while 4 processes write like live runs (a flush each 0.25 s, 3 metrics x 10
                    steps, plus the progress update), on 20 runs x 10,000 points of train/loss:
-                     latest   the newest point of each of the 20 runs (the runs table)
+                     latest   the Runs table's query: each of the 20 runs with its newest loss,
+                              kNN and linear values (db.views.run_summaries)
                      poll     the live chart's poll: db.queries.metric_rows(after_id=...), the rows
-                              newer than those already drawn (here: the last 2 s worth)
-                     poll*    the same rows by a query that walks the primary key (a proposal)
+                              newer than those already drawn (here: the last 2 s worth), a query
+                              that walks the primary key from after_id
                      curves   all 200,000 points at once (a first paint without downsampling;
                               for information, no target)
                    median and p95 of each;
   logging cost     time inside MetricLogger per training step (3 values, progress, flushes about
                    once a second, with the 4 writers running), as a fraction of a step: of a 40 ms
-                   step (an H100 at batch 512, DESIGN.md's speed goal) and of this CPU's fastest
+                   step (an H100 at batch 512, the speed goal in docs/design.md) and of this CPU's fastest
                    tiny step.
 Targets (issue 3): dashboard query p95 < 50 ms on SQLite; logging < 1% of a training step.
 """
@@ -31,20 +32,16 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
-
-from sqlalchemy import Engine, create_engine, func, select, update
+from sqlalchemy import Engine
 
 from db.config import RunConfig
-from db.models import metrics, runs
-from db.queries import create_runs, metric_rows, write_metrics
+from db.queries import create_runs, metric_rows, write_metrics, write_progress
 from db.queue import claim_next
-from db.session import make_engine, read_tx, write_tx
-from db.status import utcnow
+from db.session import make_engine, scratch_schema, write_tx
+from db.views import max_metric_id, run_summaries
 
 CFG = RunConfig(dataset="synthetic", batch_size=16, subset_size=64, epochs=1)
 WRITER_FLUSH_S, WRITER_STEPS_PER_FLUSH = 0.25, 10  # a run at 40 steps/s, flushing 4x a second (heavier than real)
@@ -52,21 +49,6 @@ NAMES = ("train/loss", "train/lr", "train/images_per_sec")
 
 
 # ------------------------------------------------------------------------------------ backends
-@contextmanager
-def pg_schema(url: str) -> Iterator[str]:
-    """A fresh schema on the server at `url`, dropped afterwards; yields a URL that uses it."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
-
-
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -121,9 +103,7 @@ def writer(url: str, run_id: int, first_step: int, stop: mp.Event, counter: mp.V
     engine = make_engine(url)
     step = first_step
     while not stop.is_set():
-        with write_tx(engine) as conn:
-            write_metrics(conn, rows_for(run_id, step, WRITER_STEPS_PER_FLUSH))
-            conn.execute(update(runs).where(runs.c.id == run_id).values(step=step, heartbeat_at=utcnow()))
+        write_progress(engine, run_id, rows_for(run_id, step, WRITER_STEPS_PER_FLUSH), {"step": step})
         step += WRITER_STEPS_PER_FLUSH
         with counter.get_lock():
             counter.value += WRITER_STEPS_PER_FLUSH * len(NAMES)
@@ -147,32 +127,6 @@ def writers(url: str, run_ids: list[int], first_step: int) -> Iterator[mp.Value]
             p.join(30)
 
 
-def latest_points(engine: Engine, run_ids: list[int], name: str = "train/loss") -> list:
-    """The newest point of each run, driven from `runs`: one (run_id, name, step) index seek per run.
-
-    (A GROUP BY run_id / MAX(step) join reads every point of every run instead: ~50 ms at 200k.)
-    """
-    newest = select(metrics.c.id).where(metrics.c.run_id == runs.c.id, metrics.c.name == name) \
-        .order_by(metrics.c.step.desc()).limit(1).correlate(runs).scalar_subquery()
-    query = select(metrics).where(metrics.c.id.in_(select(newest).where(runs.c.id.in_(run_ids))))
-    with read_tx(engine) as conn:
-        return list(conn.execute(query))
-
-
-def poll_id_first(engine: Engine, run_ids: list[int], after_id: int, name: str = "train/loss") -> list:
-    """metric_rows(after_id=...) rewritten so the planner walks the primary key from after_id.
-
-    `run_id + 0` hides the (run_id, name, step) index, and ORDER BY id (not run, name, step)
-    keeps SQLite from walking that index to skip a sort: either way it would read every point of
-    the 20 runs (200,000) to keep the few newer than after_id. New rows arrive in id order; the
-    chart appends them per run.
-    """
-    query = select(metrics).where((metrics.c.run_id + 0).in_(run_ids), metrics.c.name == name,
-                                  metrics.c.id > after_id).order_by(metrics.c.id)
-    with read_tx(engine) as conn:
-        return list(conn.execute(query))
-
-
 def time_queries(queries: dict[str, Callable[[], object]], seconds: float, every_s: float = 0.05,
                  min_rounds: int = 3) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {k: [] for k in queries}
@@ -188,8 +142,7 @@ def time_queries(queries: dict[str, Callable[[], object]], seconds: float, every
 
 def bench_reads(engine: Engine, url: str, n_runs: int, points: int, seconds: float) -> tuple[dict[str, list[float]], float]:
     ids = populate(engine, n_runs, points)
-    with read_tx(engine) as conn:
-        start = conn.execute(select(func.max(metrics.c.id))).scalar_one()
+    start = max_metric_id(engine)
     # Each poll asks for what arrived in the last ~2 s (the dashboard's refresh), not since the
     # previous call of this loop: a fair, steady amount of new rows per poll.
     window = [(time.monotonic(), start)]
@@ -205,9 +158,8 @@ def bench_reads(engine: Engine, url: str, n_runs: int, points: int, seconds: flo
             window.append((time.monotonic(), max(r.id if hasattr(r, "id") else r["id"] for r in rows)))
 
     queries = {
-        "latest": lambda: latest_points(engine, ids),
+        "latest": lambda: run_summaries(engine, ids=ids),
         "poll": lambda: note(metric_rows(engine, ids, ["train/loss"], after_id=since_2s())),
-        "poll*": lambda: note(poll_id_first(engine, ids, since_2s())),
     }
     with writers(url, ids[:4], points + 1) as counter:
         t0, c0 = time.monotonic(), counter.value
@@ -300,7 +252,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_backend("SQLite (WAL, file on local disk)", f"sqlite:///{tmp}/bench.db", args, tiny_step)
     if args.pg:
-        with pg_schema(args.pg) as url:
+        with scratch_schema(args.pg, prefix="bench") as url:
             run_backend("PostgreSQL", url, args, tiny_step)
     else:
         print("\n(PostgreSQL skipped: give --pg URL or set SIMCLR_TEST_PG)")

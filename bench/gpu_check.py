@@ -49,9 +49,8 @@ import torch
 import train_throughput as tp  # bench/ is this script's folder, first on sys.path
 from db.config import PROJECT_ROOT, RunConfig, run_dir
 from db.identity import database_id
-from db.queries import create_run
-from db.session import make_engine, write_tx
-from db.status import RUNNING, transition
+from db.queue import create_and_claim
+from db.session import make_engine
 from engine.simclr import trainer
 from engine.simclr.data import cache_dir, load_dataset
 
@@ -391,9 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = state["cfg"].replace(epochs=epochs, eval_every=1, device=device.type, compile="auto",
                                    **({"batch_size": batch, "subset_size": 64} if quick else {}))
         db = make_engine(db_url)
-        run_id = create_run(db, cfg)
-        with write_tx(db) as conn:
-            transition(conn, run_id, RUNNING)
+        run_id = create_and_claim(db, cfg, "bench")["id"]  # claimed like any run (one claim path)
         curve: list[str] = []
 
         def record(message: str) -> None:

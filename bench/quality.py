@@ -30,9 +30,9 @@ import torch
 
 from db.config import RunConfig, config_from_text
 from db.presets import PRESETS, QUICK_CPU
-from db.queries import create_run, get_run
-from db.session import make_engine, write_tx
-from db.status import RUNNING, transition
+from db.queries import get_run
+from db.queue import create_and_claim
+from db.session import make_engine
 from engine.jobs.runner import execute_run
 from engine.simclr.checkpoint import load_checkpoint
 from engine.simclr.data import load_dataset
@@ -67,11 +67,10 @@ def knn(cfg: RunConfig, feats: dict[str, torch.Tensor], data: Any) -> float:
 def train_run(cfg: RunConfig, workdir: Path) -> tuple[dict[str, Any], float]:
     """Train `cfg` through the real runner (a throw-away SQLite database); returns (run row, seconds)."""
     db = make_engine(f"sqlite:///{workdir / 'quality.db'}")
-    run_id = create_run(db, cfg)
-    with write_tx(db) as conn:
-        transition(conn, run_id, RUNNING)
+    run = create_and_claim(db, cfg, "bench")
+    run_id = run["id"]
     start = time.perf_counter()
-    status = execute_run(db, run_id, log=lambda m: print("  " + m, flush=True))
+    status = execute_run(db, run_id, run["attempts"], log=lambda m: print("  " + m, flush=True))
     seconds = time.perf_counter() - start
     run = get_run(db, run_id)
     assert status == "completed", run["error"]

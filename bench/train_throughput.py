@@ -32,9 +32,8 @@ import torch
 
 from db.config import RunConfig, run_dir
 from db.identity import database_id
-from db.queries import create_run
-from db.session import make_engine, write_tx
-from db.status import RUNNING, transition
+from db.queue import create_and_claim
+from db.session import make_engine
 from engine.simclr.loss import nt_xent
 from engine.simclr.model import build_model
 from engine.simclr.optim import build_optimizer
@@ -77,9 +76,7 @@ clock = time.perf_counter  # --clock cpu: cpu_seconds
 def engine_images_per_sec(cfg: RunConfig, db_url: str, warmup: int, steps: int) -> float:
     """Run the real trainer and time steps warmup+1 .. warmup+steps between on_step callbacks."""
     db = make_engine(db_url)
-    run_id = create_run(db, cfg)
-    with write_tx(db) as conn:
-        transition(conn, run_id, RUNNING)
+    run_id = create_and_claim(db, cfg, "bench")["id"]
     marks: dict[int, float] = {}
 
     cuda = resolve_device(cfg.device).type == "cuda"

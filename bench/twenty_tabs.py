@@ -33,16 +33,14 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-from sqlalchemy import func, select
+
+from db.config import RunConfig
+from db.queries import create_runs, write_metrics
+from db.queue import claim_next
+from db.session import make_engine, write_tx
+from db.views import newest_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from db.config import RunConfig  # noqa: E402
-from db.models import metrics  # noqa: E402
-from db.queries import create_runs, write_metrics  # noqa: E402
-from db.session import make_engine, read_tx, write_tx  # noqa: E402
-from db.status import RUNNING, transition  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -84,8 +82,7 @@ def newest_epochs(db_url: str, stop: threading.Event, seen: list[tuple[float, fl
     engine = make_engine(db_url)
     last = -1.0
     while not stop.wait(0.1):
-        with read_tx(engine) as conn:
-            value = conn.execute(select(func.max(metrics.c.epoch)).where(metrics.c.name == "train/loss")).scalar()
+        value = newest_epoch(engine, "train/loss")
         if value is not None and value > last:
             last = value
             seen.append((time.monotonic(), value))
@@ -157,9 +154,8 @@ def main() -> int:
     stop = threading.Event()
     threads = []
     if args.fake_training:
-        with write_tx(engine) as conn:
-            for r in run_ids:
-                transition(conn, r, RUNNING, worker_id="bench")
+        for r in run_ids:  # claimed like any run (one claim path), by a worker that never heartbeats
+            claim_next(engine, "bench", "cpu", run_id=r)
         threads.append(threading.Thread(target=fake_training, args=(db_url, run_ids, stop), daemon=True))
     else:
         procs.append(subprocess.Popen([sys.executable, "-m", "engine", "worker", "--devices", "cpu",

@@ -13,7 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from dashboard import auth, nav, safety
 from dashboard.common import get_engine
 from dashboard.local_worker import LocalWorker
-from db.session import SchemaError, default_url, describe_url
+from db.migrate import SchemaError
+from db.session import default_url, describe_url
 
 
 @st.cache_resource(show_spinner=False)

@@ -8,7 +8,7 @@ attempt, never cancelled ones). A run is estimated from the runs like it:
 - kNN and linear-probe time from finished runs with the same device kind, encoder, stem and image
   size (the batch size does not matter there), scaled by the number of labelled images;
 - the rest (process start, data loading, checkpoints) from finished runs on the same device kind.
-Only when no finished run is like it does a model stand in: the forward cost per image (GMAC),
+Only when no finished run is like it does a model stand in: the forward cost per image (GMAC, docs/design.md),
 turned into seconds by the FLOP rate the finished runs on this device kind achieved (calibrated),
 or, with no finished run at all, by an assumed rate measured once on a reference machine.
 """
@@ -19,14 +19,15 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from db.config import KNOWN_SIZES, RunConfig, pretrain_size
+from db.config import KNOWN_SIZES, RunConfig
+from db.datasets import pretrain_size
 from db.status import KNN, PROBE, RUNNING, STARTING
 
-# Forward cost per 32x32 image in GMAC (DESIGN.md); scales with the pixel count.
+# Forward cost per 32x32 image in GMAC (docs/design.md); scales with the pixel count.
 GMAC_AT_32 = {("resnet18", "cifar"): 0.56, ("resnet18", "imagenet"): 0.037,
               ("resnet50", "cifar"): 1.30, ("resnet50", "imagenet"): 0.084}
-# Sustained training FLOP/s when no finished run says better, deliberately modest. CUDA: DESIGN's
-# goal of a CIFAR-10 epoch (100,000 views) of RN18-cifar in 4 s on an H100 is ~8e13; CPU: about 70%
+# Sustained training FLOP/s when no finished run says better, deliberately modest. CUDA: the goal in
+# docs/design.md of a CIFAR-10 epoch (100,000 views) of RN18-cifar in 4 s on an H100 is ~8e13; CPU: about 70%
 # of the ~1.5e11 the engine's step reached on the 2-core test machine (BENCHMARKS.md, training
 # throughput: 312 images/s x 0.037 GMAC with the imagenet stem, 24 images/s x 0.56 GMAC with the
 # cifar stem), so that a first CPU run is not promised sooner than it ends.
@@ -72,7 +73,7 @@ def device_kind(cfg: RunConfig, worker_devices: Sequence[str]) -> str:
 
 
 def images_per_epoch(cfg: RunConfig) -> int | None:
-    total = cfg.subset_size or pretrain_size(cfg.dataset, cfg.resolved_data_dir)
+    total = cfg.subset_size or pretrain_size(cfg)
     if total is None:
         return None
     return (total // cfg.batch_size) * cfg.batch_size  # the last partial batch is dropped

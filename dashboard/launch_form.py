@@ -1,7 +1,7 @@
 """The launch form's logic, without Streamlit: fields from RunConfig, parsing, grids, errors.
 
 Every field comes from `db.config.config_fields()` (a field added to RunConfig appears in the form
-by itself); validation is RunConfig's own, and grids go through the same `db.queue.expand_grid`
+by itself); validation is RunConfig's own plus db.datasets.check_data, and grids go through the same `db.sweep.expand_grid`
 as `python -m engine submit --grid`, so the form and the CLI accept and refuse the same things.
 What this module adds is only what a form needs: text <-> value, errors attached to the field
 they are about, and the data-root fence for typed folders.
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from db.config import ConfigError, RunConfig, coerce_field, config_fields, field_optional, lr_rule
+from db.datasets import check_data
 from db.presets import QUICK_CPU, get_preset
-from db.queue import SweepError, combo_label, expand_grid, parse_grid
+from db.sweep import SweepError, combo_label, expand_grid, parse_grid
 from dashboard.data_roots import check_data_dir
 
 GRID_FIELDS = ("encoder", "optimizer", "batch_size", "subset_size", "epochs", "seed")
@@ -123,15 +124,8 @@ def _coerce(plan: Plan, name: str, text: Any) -> tuple[bool, Any]:
     try:
         return True, coerce_field(name, text)
     except ConfigError as e:
-        plan.error(e.field, _bare(e))
+        plan.error(e.field, e.message)  # the form shows it under its field: no "field: " prefix
         return False, None
-
-
-def _bare(e: ConfigError) -> str:
-    """The message without its "field: " prefix: the form shows it under the field already."""
-    text = str(e)
-    prefix = f"{e.field}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _grid_values(plan: Plan, name: str, raw: Any) -> list[Any] | None:
@@ -198,6 +192,7 @@ def build_plan(raw: Mapping[str, Any], grid_mode: bool) -> Plan:
 
     defaults = {f.name: f.default for f in config_fields()}
     found: list[tuple[str, str, str]] = []  # (field, message, combination label)
+    data_memo: dict = {}  # each data folder is looked at once per form run, not once per combination
 
     def build(values: dict[str, Any]) -> RunConfig:
         # RunConfig stops at its first error; retry with each offending field reset to its default
@@ -206,10 +201,13 @@ def build_plan(raw: Mapping[str, Any], grid_mode: bool) -> Plan:
         for _ in range(len(defaults)):
             try:
                 cfg = RunConfig(**trial)
+                problems = check_data(cfg, data_memo)  # the disk, after the values are known to be valid
+                if problems:
+                    raise problems[0]
             except ConfigError as e:
                 first = first or e
                 if e.field not in broken:  # a field already flagged keeps its own, more direct error
-                    found.append((e.field, _bare(e), combo_label({k: values[k] for k in varying})))
+                    found.append((e.field, e.message, combo_label({k: values[k] for k in varying})))
                 if e.field not in trial or trial[e.field] == defaults.get(e.field):
                     break
                 trial[e.field] = defaults[e.field]

@@ -36,7 +36,6 @@ from db.queue import LOCAL_IDLE_EXIT_S, live_workers, local_worker_log
 
 DISABLE_ENV = "SIMCLR_NO_LOCAL_WORKER"
 CHECK_EVERY_S = 5.0  # how often page views may look at the workers table at all
-WORKER_FRESH_S = 30.0  # a worker heartbeat younger than this means someone is serving the queue
 QUICK_DEATH_S = 20.0  # a worker that dies this soon after starting is broken, not unlucky...
 BACKOFF_S = 60.0  # ...so wait this long before trying again (and show why)
 
@@ -45,7 +44,7 @@ def disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def default_command(db_url: str) -> list[str]:
+def default_command() -> list[str]:
     # The database travels in SIMCLR_DB (see env below), the same way the server got it.
     return [sys.executable, "-m", "engine", "worker", "--idle-exit", f"{LOCAL_IDLE_EXIT_S:g}"]
 
@@ -53,7 +52,7 @@ def default_command(db_url: str) -> list[str]:
 @dataclass
 class LocalWorker:
     db_url: str
-    command: Callable[[str], Sequence[str]] = default_command
+    command: Callable[[], Sequence[str]] = default_command
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     last_check: float = 0.0
@@ -77,7 +76,7 @@ class LocalWorker:
             if now - self.last_check < CHECK_EVERY_S and self.last_check:
                 return self._status_without_check()
             self.last_check = now
-            others = live_workers(engine, within_s=WORKER_FRESH_S)
+            others = live_workers(engine)  # each heartbeating within its own --stale-after
             if others:
                 where = ", ".join(f"pid {w['pid']} on {w['hostname']}" for w in others)
                 self.last_status = f"{len(others)} worker{'s' if len(others) > 1 else ''} alive ({where})"
@@ -98,7 +97,7 @@ class LocalWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "SIMCLR_DB": self.db_url}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(list(self.command(self.db_url)), cwd=PROJECT_ROOT, env=env,
+            self.proc = subprocess.Popen(list(self.command()), cwd=PROJECT_ROOT, env=env,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self.started_at = now
@@ -113,4 +112,3 @@ class LocalWorker:
             if lived < QUICK_DEATH_S:
                 self.retry_after = time.time() + BACKOFF_S
             self.last_check = 0.0  # look again at the next page view
-

@@ -2,8 +2,11 @@
 
 `RunConfig` is a frozen dataclass: the CLI builds its flags from its fields, the dashboard builds
 its form from them, the database stores `to_dict()` as JSON, and every value is validated here,
-in `RunConfig.__post_init__`, and nowhere else. It lives in `db/` (not `engine/`) because the
-dashboard must be able to validate a form without importing torch.
+in `RunConfig.__post_init__`, and nowhere else: every limit the engine enforces is a limit of a
+field here (the engine reads it from here), so no run is accepted and then refused at start.
+Validation looks at values only, never at the disk: whether the data is there is
+`db.datasets.check_data`, called explicitly by the form, the CLI and the run's process. It lives in
+`db/` (not `engine/`) because the dashboard must be able to validate a form without importing torch.
 """
 
 from __future__ import annotations
@@ -49,11 +52,15 @@ MAX_GPUS = 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
+# Colour jitter's hue range is [-0.2 s, 0.2 s] and must stay within ColorJitter's [-0.5, 0.5].
+JITTER_STRENGTH_MAX = 2.5
+
+
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and what is allowed."""
+    """A configuration value is invalid: `field` names it, `message` says what is allowed (str(e) is both)."""
 
     def __init__(self, field_name: str, message: str):
-        self.field = field_name
+        self.field, self.message = field_name, message
         super().__init__(f"{field_name}: {message}")
 
 
@@ -125,7 +132,7 @@ class RunConfig:
         "linear warm-up before cosine decay, in epochs (default: a tenth of the epochs)", min=0.0))
     # --- augmentation
     jitter_strength: float = field(default=1.0, metadata=_opt(
-        "colour jitter strength s (1.0 reference, 0.5 the paper's CIFAR setting)", min=0.0, max=4.0))
+        "colour jitter strength s (1.0 reference, 0.5 the paper's CIFAR setting)", min=0.0, max=JITTER_STRENGTH_MAX))
     augment_backend: str = field(default="batched", metadata=_opt(
         "batched: per-image random parameters, whole batches on the training device; "
         "reference: torchvision's per-image transforms (slow, for parity)", choices=AUGMENT_BACKENDS))
@@ -339,7 +346,8 @@ def _validate(cfg: RunConfig) -> None:
     if cfg.dataset == "imagefolder" and not cfg.data_dir:
         raise ConfigError("data_dir", "imagefolder needs data_dir: a folder with train/<class>/ and test/<class>/")
 
-    total = pretrain_size(cfg.dataset, cfg.resolved_data_dir, cfg.pretrain_split)
+    # Sizes known without looking at the disk; an image folder's are checked by db.datasets.check_data.
+    total = known_pretrain_size(cfg.dataset, cfg.pretrain_split)
     if cfg.subset_size is not None:
         if total is not None and cfg.subset_size > total:
             raise ConfigError("subset_size", f"must be <= {total}, the images in {cfg.dataset}; got {cfg.subset_size}")
@@ -374,34 +382,14 @@ def _resolve_dataset_defaults(cfg: RunConfig) -> None:
         raise ConfigError("pretrain_split", f"{cfg.dataset} offers {', '.join(splits)}; got {cfg.pretrain_split!r}")
 
 
-def pretrain_size(dataset: str, data_dir: Path | None, split: str | None = None) -> int | None:
-    """Images available for pretraining, or None when it cannot be known without loading."""
+def known_pretrain_size(dataset: str, split: str | None = None) -> int | None:
+    """Images available for pretraining when known without looking at the disk, else None (an image
+    folder: db.datasets counts it)."""
     if split is not None and split in PRETRAIN_SPLIT_SIZES.get(dataset, {}):
         return PRETRAIN_SPLIT_SIZES[dataset][split]
     if dataset in KNOWN_SIZES:
         return KNOWN_SIZES[dataset][0]
-    if dataset == "imagefolder":
-        assert data_dir is not None
-        return count_imagefolder(data_dir / "train")
     return None
-
-
-def count_imagefolder(split_dir: Path) -> int:
-    """Image files in `split_dir/<class>/`; raises ConfigError('data_dir', ...) when unusable."""
-    if not split_dir.is_dir():
-        raise ConfigError("data_dir", f"{split_dir} does not exist or is not a folder "
-                                      f"(imagefolder needs train/<class>/ and test/<class>/)")
-    total = 0
-    classes = 0
-    for entry in os.scandir(split_dir):
-        if entry.is_dir():
-            classes += 1
-            # Hidden files (macOS "._x.jpg" and the like) are not images; the loader skips them too.
-            total += sum(1 for e in os.scandir(entry.path)
-                         if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.name.startswith("."))
-    if classes == 0 or total == 0:
-        raise ConfigError("data_dir", f"{split_dir} holds no class folders with images")
-    return total
 
 
 def runs_root() -> Path:

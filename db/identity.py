@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
 from db.models import lab_meta
-from db.session import SchemaError, is_sqlite, read_tx
+from db.migrate import SchemaError
+from db.session import is_sqlite, read_tx
 
 DATABASE_ID = "database_id"
 ENV_VAR = "SIMCLR_DB_ID"  # a worker hands its database id to each run process

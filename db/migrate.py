@@ -10,9 +10,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
-from db.session import SchemaError
-
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+class SchemaError(RuntimeError):
+    """The database schema is older (or newer) than this code expects."""
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -50,14 +52,16 @@ def _newer_than_code(engine: Engine, current: str) -> SchemaError:
                        "offered because it would drop data")
 
 
+def has_tables(engine: Engine) -> bool:
+    return inspect(engine).has_table("runs")
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision; returns (before, after).
 
     A database made before migrations (tables, no alembic_version) is adopted when its tables are
     revision 0001's; anything else it cannot tell apart is refused rather than guessed at.
     """
-    from db.session import has_tables
-
     before = current_revision(engine)
     if before is not None and before not in known_revisions(engine):
         raise _newer_than_code(engine, before)
@@ -82,8 +86,6 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 def ensure_schema(engine: Engine) -> None:
     """Create a fresh database at head; refuse one whose schema differs from this code's."""
-    from db.session import has_tables
-
     current = current_revision(engine)
     head = head_revision(engine)
     if current == head:

@@ -91,6 +91,8 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The worker's --stale-after (None: registered before migration 0002; the default applies).
+    stale_after_s: Mapped[float | None] = mapped_column(Float)
 
 
 class LabMeta(Base):

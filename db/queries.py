@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,6 +92,28 @@ def write_metrics(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(_upsert(conn), list(rows))
 
 
+def write_progress(engine: Engine, run_id: int, rows: Sequence[dict[str, Any]], progress: Mapping[str, Any]) -> None:
+    """A live run's flush: metric rows, and its progress columns (epoch, step, ...) with a heartbeat,
+    in one transaction."""
+    with write_tx(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # Don't wait for the server's WAL flush (~8 ms a commit, >1% of a fast GPU step).
+            # Only a crash of the database server itself can lose the last fraction of a
+            # second of metric rows; the database stays consistent either way.
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        write_metrics(conn, rows)
+        if progress:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=utcnow(), **progress))
+
+
+def record_start(engine: Engine, run_id: int, *, total_steps: int, device: str,
+                 subset_indices: list[int] | None) -> None:
+    """What a run's process knows once its data is loaded. `device` fills in only where the claim set
+    none: a worker's slot label (e.g. the physical GPU) wins over this process's view of it."""
+    update_run(engine, run_id, total_steps=total_steps, device=func.coalesce(runs.c.device, device),
+               subset_indices=subset_indices)
+
+
 # Device-use samples (engine/jobs/sysmon.py) are numbered by sample, not by training step, and record
 # wall-clock facts that a resumed run does not replay: they are never dropped on resume.
 SYSTEM_PREFIX = "sys/"
@@ -136,16 +157,7 @@ def metric_rows(engine: Engine, run_ids: Sequence[int], names: Sequence[str] | N
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def metric_names(engine: Engine, run_id: int) -> list[str]:
-    with read_tx(engine) as conn:
-        return list(conn.execute(select(metrics.c.name).where(metrics.c.run_id == run_id).distinct()).scalars())
-
-
 def count_metrics(engine: Engine, run_id: int) -> dict[str, int]:
     query = select(metrics.c.name, func.count()).where(metrics.c.run_id == run_id).group_by(metrics.c.name)
     with read_tx(engine) as conn:
         return {name: n for name, n in conn.execute(query)}
-
-
-def now_seconds() -> float:
-    return time.time()

@@ -10,27 +10,25 @@ completion that lands meanwhile cannot be overwritten by a stale decision.
 
 from __future__ import annotations
 
-import itertools
-import math
-import secrets
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, func, insert, select, update
 
-from db.config import ConfigError, RunConfig, coerce_field, config_fields, config_from_text, runs_root
+from db.config import ConfigError, RunConfig, runs_root
+from db.heartbeat import STALE_AFTER_S, is_stale, last_sign_of_life
 from db.identity import database_id
 from db.models import runs, workers
-from db.queries import create_runs
+from db.queries import run_values
 from db.session import is_sqlite, read_tx, write_tx
-from db.status import (ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, STARTING, IllegalTransition, transition,
-                       utcnow)
+from db.status import (ALLOWED, CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, STARTING, IllegalTransition,
+                       transition, utcnow)
 
-DEFAULT_STALE_AFTER_S = 60.0
-# The claim (worker_id) a run's process was started for; it trains the run only while that claim holds.
+# The claimant (worker_id) a run's process was started for, when the process may start late (a Ray
+# job waiting for resources); with its attempt number (argv) it is the claim the process checks.
 CLAIM_ENV = "SIMCLR_CLAIM"
 # The background worker `./lab.sh serve` and the dashboard start exits after this long with nothing
 # to do (so it does not linger for days); the next `serve` or page view starts another.
@@ -68,31 +66,34 @@ def request_cancel(engine: Engine, run_id: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------- resume
-class CannotResume(ValueError):
+class CannotResume(ConfigError):
     """The run cannot be resumed now; the message says why."""
+
+    def __init__(self, message: str):
+        super().__init__("resume", message)
 
 
 RESUMABLE = (FAILED, CANCELLED)
 
 
-def requeue_for_resume(conn: Connection, run_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> str:
+def requeue_for_resume(conn: Connection, run_id: int) -> str:
     """Put a failed, cancelled or dead run back in the queue, to continue from its last checkpoint.
 
-    One rule for `train --resume` (which then claims it itself) and the dashboard's Resume button
-    (a worker claims it). Returns the status it had. Raises CannotResume for a completed run or
-    a running one whose heartbeat is fresh. A queued run is left as it is.
+    One rule for `train --resume` (`claim_for_resume` claims it in the same transaction) and the
+    dashboard's Resume button (a worker claims it). Returns the status it had. Raises CannotResume
+    for a completed run or a running one that is not stale by its worker's limit. A queued run is
+    left as it is.
     """
-    run = _locked_run(conn, run_id)
+    run = _locked_run(conn, run_id, with_limit=True)
     if run is None:
         raise CannotResume(f"no run with id {run_id}")
     status = run["status"]
     if status == COMPLETED:
         raise CannotResume(f"run {run_id} is already completed")
-    if status == RUNNING:
-        beat = run["heartbeat_at"]
-        if beat is not None and utcnow() - beat < timedelta(seconds=stale_after_s):
-            raise CannotResume(f"run {run_id} is running (heartbeat {(utcnow() - beat).seconds} s ago); "
-                               "cancel it first or wait until it is stale")
+    if status == RUNNING and not is_stale(run, utcnow()):
+        last = last_sign_of_life(run)
+        age = f"heartbeat {(utcnow() - last).seconds} s ago" if last else "no heartbeat yet"
+        raise CannotResume(f"run {run_id} is running ({age}); cancel it first or wait until it is stale")
     if status != QUEUED:
         # A fresh start for the new attempt: no pending cancel, no old error, no old claim.
         transition(conn, run_id, QUEUED, expect=status, cancel_requested=False, error=None, worker_id=None,
@@ -110,7 +111,7 @@ def resume_runs(engine: Engine, run_ids: Sequence[int]) -> list[tuple[int, str]]
             out.append((run_id, f"run {run_id} queued to resume from its last checkpoint (it was {was})"
                         if was != QUEUED else f"run {run_id} is already queued"))
         except CannotResume as e:
-            out.append((run_id, str(e)))
+            out.append((run_id, e.message))
     return out
 
 
@@ -124,15 +125,30 @@ def has_queued(engine: Engine, *, skip: Collection[int] = ()) -> bool:
         return conn.execute(query.limit(1)).first() is not None
 
 
-def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int | None = None,
+def claim_next(engine: Engine, worker_id: str, device: str | None, *, run_id: int | None = None,
+               pid: int | None = None, executor: str | None = None, max_devices: int | None = None,
                skip: Collection[int] = ()) -> dict[str, Any] | None:
-    """Take the oldest queued run for `worker_id` on `device`; returns its row, or None if none is queued.
+    """Take the oldest queued run (or run `run_id`, if it is queued) for `worker_id` on `device`;
+    returns its row, or None if there is none to take.
 
     `max_devices`: take only a run whose config asks for at most that many devices (the free GPUs
     of a worker); None for any. A run that does not fit waits for one that has room, and smaller
     runs behind it go first.
 
-    One statement, so there is no window between choosing a run and taking it:
+    Every start of a run goes through the one claim statement below (`_claim`): a worker's slot
+    here, `train` in the foreground and the benchmarks through `create_and_claim`, `train --resume`
+    through `claim_for_resume`. So every run has a claimant and an attempt number, and (worker,
+    attempt) is what the run's process and its worker check before they write.
+    """
+    with write_tx(engine) as conn:
+        return _claim(conn, worker_id, device, run_id=run_id, pid=pid, executor=executor, max_devices=max_devices,
+                      skip=skip)
+
+
+def _claim(conn: Connection, worker_id: str, device: str | None, *, run_id: int | None, pid: int | None,
+           executor: str | None = None, max_devices: int | None = None,
+           skip: Collection[int] = ()) -> dict[str, Any] | None:
+    """The claim statement. One statement, so there is no window between choosing a run and taking it:
     SQLite runs it inside BEGIN IMMEDIATE (one writer at a time); PostgreSQL locks the chosen row
     with FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row instead of
     queueing behind one another. The outer `status = 'queued'` re-check costs nothing and keeps
@@ -143,24 +159,52 @@ def claim_next(engine: Engine, worker_id: str, device: str, *, max_devices: int 
     if RUNNING not in ALLOWED[QUEUED]:
         raise IllegalTransition(f"a run cannot go from {QUEUED} to {RUNNING}")
     pick = select(runs.c.id).where(runs.c.status == QUEUED).order_by(runs.c.id).limit(1)
+    if run_id is not None:
+        pick = pick.where(runs.c.id == run_id)
     if max_devices is not None:  # configs from before the `devices` field have none: one device
         pick = pick.where(func.coalesce(runs.c.config["devices"].as_integer(), 1) <= max_devices)
     if skip:
         pick = pick.where(runs.c.id.notin_(list(skip)))
-    if not is_sqlite(engine):
+    if conn.dialect.name != "sqlite":
         pick = pick.with_for_update(skip_locked=True)
     now = utcnow()
     stmt = (
         update(runs)
         .where(runs.c.id == pick.scalar_subquery(), runs.c.status == QUEUED)
-        .values(status=RUNNING, worker_id=worker_id, device=device, pid=None, heartbeat_at=now, phase=STARTING,
+        .values(status=RUNNING, worker_id=worker_id, device=device, pid=pid, executor=executor, heartbeat_at=now,
+                phase=STARTING,
                 # started_at is the first start; a retried run keeps it (attempts tells the rest).
-                started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1)
+                started_at=func.coalesce(runs.c.started_at, now), attempts=runs.c.attempts + 1,
+                # A resubmitted run starts clean: an old cancel request or error is not this attempt's.
+                cancel_requested=False, error=None)
         .returning(*runs.c)
     )
+    row = conn.execute(stmt).mappings().first()
+    return dict(row) if row else None
+
+
+def create_and_claim(engine: Engine, cfg: RunConfig, worker_id: str, *, name: str | None = None,
+                     pid: int | None = None, device: str | None = None, executor: str | None = None) -> dict[str, Any]:
+    """A new run of `cfg`, claimed at once by `worker_id` (`train` in the foreground, benchmarks).
+
+    Inserted and claimed in one transaction: a worker polling the queue never sees it queued.
+    """
     with write_tx(engine) as conn:
-        row = conn.execute(stmt).mappings().first()
-        return dict(row) if row else None
+        run_id = conn.execute(insert(runs).values(**run_values(cfg, name=name))).inserted_primary_key[0]
+        claimed = _claim(conn, worker_id, device, run_id=run_id, pid=pid, executor=executor)
+        assert claimed is not None, "a run inserted in this transaction is queued"
+        return claimed
+
+
+def claim_for_resume(engine: Engine, run_id: int, worker_id: str, *, pid: int | None = None,
+                     executor: str | None = None) -> dict[str, Any]:
+    """Requeue run `run_id` (`requeue_for_resume`) and claim it, in one transaction so that no worker
+    can take it in between; CannotResume (a ConfigError on "resume") when it cannot be resumed."""
+    with write_tx(engine) as conn:
+        requeue_for_resume(conn, run_id)
+        claimed = _claim(conn, worker_id, None, run_id=run_id, pid=pid, executor=executor)
+        assert claimed is not None, "a queued run under our write lock must be claimable"
+        return claimed
 
 
 def release_claim(engine: Engine, run_id: int, worker_id: str, attempt: int, reason: str) -> bool:
@@ -199,9 +243,16 @@ class Outcome:
         return f"run {self.run_id}: {self.message}"
 
 
-def _locked_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+def runs_with_stale_limit() -> Select:
+    """SELECT runs.*, plus the stale_after_s of the worker that claimed each (NULL: none known)."""
+    return select(runs, workers.c.stale_after_s).select_from(runs.outerjoin(workers, runs.c.worker_id == workers.c.id))
+
+
+def _locked_run(conn: Connection, run_id: int, *, with_limit: bool = False) -> dict[str, Any] | None:
+    query = runs_with_stale_limit() if with_limit else select(runs)
     # FOR UPDATE is dropped by SQLAlchemy on SQLite, where BEGIN IMMEDIATE already serialises writers.
-    row = conn.execute(select(runs).where(runs.c.id == run_id).with_for_update()).mappings().first()
+    # `of=runs`: PostgreSQL cannot lock the nullable side of an outer join, and need not.
+    row = conn.execute(query.where(runs.c.id == run_id).with_for_update(of=runs)).mappings().first()
     return dict(row) if row else None
 
 
@@ -231,7 +282,7 @@ def _requeue_or_fail(conn: Connection, run: Mapping[str, Any], reason: str, *,
     return Outcome(run_id, FAILED, error)
 
 
-def recover_stale(engine: Engine, timeout_s: float = DEFAULT_STALE_AFTER_S, *,
+def recover_stale(engine: Engine, timeout_s: float = STALE_AFTER_S, *,
                   now: datetime | None = None) -> list[Outcome]:
     """Requeue (or fail, with "worker lost") every running run whose heartbeat is older than `timeout_s`.
 
@@ -311,6 +362,19 @@ def claim_states(engine: Engine, claims: Mapping[int, int], worker_id: str) -> d
     return states
 
 
+def beat_run(engine: Engine, run_id: int, worker_id: str, attempt: int) -> str:
+    """A run's own heartbeat, from its process: "ours" (marked alive), "cancel" (marked alive, and a
+    cancel was requested), or "lost" (requeued, claimed again by anyone, or deleted: this process
+    must stop writing to it). The claim is (worker, attempt), exactly as the worker checks it."""
+    mine = (runs.c.id == run_id) & (runs.c.status == RUNNING) & (runs.c.worker_id == worker_id) \
+        & (runs.c.attempts == attempt)
+    with write_tx(engine) as conn:
+        if conn.execute(update(runs).where(mine).values(heartbeat_at=utcnow())).rowcount == 0:
+            return "lost"
+        cancel = conn.execute(select(runs.c.cancel_requested).where(runs.c.id == run_id)).scalar()
+        return "cancel" if cancel else "ours"
+
+
 def cancel_requested(engine: Engine, run_ids: list[int]) -> set[int]:
     if not run_ids:
         return set()
@@ -361,11 +425,13 @@ def heartbeat_claims(engine: Engine, claims: Sequence[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------- workers
-def register_worker(engine: Engine, worker_id: str, *, hostname: str, pid: int, slots: int, devices: str) -> None:
+def register_worker(engine: Engine, worker_id: str, *, hostname: str, pid: int, slots: int, devices: str,
+                    stale_after_s: float = STALE_AFTER_S) -> None:
     now = utcnow()
     with write_tx(engine) as conn:
         conn.execute(insert(workers).values(id=worker_id, hostname=hostname, pid=pid, slots=slots, devices=devices,
-                                            started_at=now, heartbeat_at=now, stopped_at=None))
+                                            started_at=now, heartbeat_at=now, stopped_at=None,
+                                            stale_after_s=stale_after_s))
 
 
 def heartbeat(engine: Engine, worker_id: str, run_ids: list[int]) -> None:
@@ -388,130 +454,16 @@ def worker_stopped(engine: Engine, worker_id: str) -> None:
         conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=utcnow()))
 
 
-def live_workers(engine: Engine, within_s: float = DEFAULT_STALE_AFTER_S) -> list[dict[str, Any]]:
-    """Workers that have not stopped and heartbeated within `within_s` (for the dashboard and `runs`)."""
-    cutoff = utcnow() - timedelta(seconds=within_s)
-    query = select(workers).where(workers.c.stopped_at.is_(None), workers.c.heartbeat_at >= cutoff) \
-        .order_by(workers.c.started_at)
+def live_workers(engine: Engine) -> list[dict[str, Any]]:
+    """Workers that have not stopped and heartbeated within their own --stale-after (the dashboard,
+    and its check whether a local worker is needed)."""
+    query = select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.started_at)
+    now = utcnow()
     with read_tx(engine) as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return [w for w in rows if not is_stale(w, now)]
 
 
 def running_count(engine: Engine) -> int:
     with read_tx(engine) as conn:
         return conn.execute(select(func.count()).select_from(runs).where(runs.c.status == RUNNING)).scalar_one()
-
-
-# ---------------------------------------------------------------------------------------- sweeps
-MAX_SWEEP_RUNS = 1000  # a typo like seed=0..9999 should be an error, not ten thousand queued runs
-MAX_GRID_TEXT = 10_000  # characters in one --grid entry: far more than 1000 values need
-MAX_NAME_CHARS = 200  # runs.name is String(200)
-MAX_RETRIES = 100
-
-
-class SweepError(ValueError):
-    """A grid that cannot be enqueued; nothing was enqueued."""
-
-
-def parse_grid(entries: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """`["batch_size=64,128", "subset-size=300,1500"]` -> [(field, [text values]), ...], fields checked."""
-    known = {f.name for f in config_fields()}
-    grid: list[tuple[str, list[str]]] = []
-    for entry in entries:
-        if len(entry) > MAX_GRID_TEXT:
-            raise SweepError(f"--grid {entry[:40]}...: {len(entry)} characters; at most {MAX_GRID_TEXT}")
-        key, sep, text = entry.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        values = [v.strip() for v in text.split(",")]
-        if not sep or not key or not text.strip() or "" in values:
-            raise SweepError(f"--grid {entry!r}: expected FIELD=V1,V2,... (e.g. batch_size=64,128)")
-        if key not in known:
-            raise SweepError(f"--grid {entry!r}: unknown configuration field {key!r} (known: {', '.join(sorted(known))})")
-        if key in (k for k, _ in grid):
-            raise SweepError(f"--grid: {key} given twice; list all its values in one --grid {key}=...")
-        if len(values) > MAX_SWEEP_RUNS:
-            raise SweepError(f"--grid {key}: {len(values)} values; at most {MAX_SWEEP_RUNS} runs may be enqueued at once")
-        _refuse_duplicates(entry, key, values)
-        grid.append((key, values))
-    return grid
-
-
-def _refuse_duplicates(entry: str, key: str, values: Sequence[str]) -> None:
-    """Compare values as values, not text: 64 and 64.0 (or 0.1 and 1e-1) are one run twice."""
-    seen: dict[Any, str] = {}
-    for text in values:
-        try:
-            value = coerce_field(key, text)
-        except ConfigError as e:
-            raise SweepError(f"--grid {entry!r}: {e}") from None
-        if value in seen:
-            raise SweepError(f"--grid {entry!r}: {seen[value]} and {text} are the same value "
-                             "(vary seed to repeat a run)" if seen[value] != text else
-                             f"--grid {entry!r}: {text} is listed twice (vary seed to repeat a run)")
-        seen[value] = text
-
-
-def combo_label(combo: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in combo.items())
-
-
-def expand_grid(base: Mapping[str, Any], grid: Sequence[tuple[str, Sequence[Any]]], *,
-                build: Callable[[dict[str, Any]], RunConfig] = config_from_text) -> list[tuple[dict[str, Any], RunConfig]]:
-    """Every combination of `grid` over `base`, each validated; [(combination, config), ...].
-
-    Validates all of them before returning any, and reports every bad combination, not only the
-    first: fixing a grid one error per attempt is tedious.
-    """
-    clash = [k for k, _ in grid if k in base]
-    if clash:
-        raise SweepError(f"{clash[0]} is given both as a single value and in --grid; use one of them")
-    keys = [k for k, _ in grid]
-    # Counted from the value counts, before a single combination is built: 10 million of them
-    # would take gigabytes just to be refused.
-    count = math.prod(len(v) for _, v in grid)
-    if count > MAX_SWEEP_RUNS:
-        raise SweepError(f"the grid has {count:,} combinations; at most {MAX_SWEEP_RUNS} may be enqueued at once")
-    combos = [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in grid))]
-    built, bad = [], []
-    for combo in combos:
-        try:
-            built.append((combo, build({**base, **combo})))
-        except ConfigError as e:
-            bad.append(f"  {combo_label(combo) or '(the base configuration)'}: {e}")
-    if bad:
-        raise SweepError(f"{len(bad)} of {len(combos)} combination{'s' if len(combos) != 1 else ''} "
-                         f"{'is' if len(bad) == 1 else 'are'} invalid; nothing was enqueued:\n" + "\n".join(bad))
-    return built
-
-
-def check_submission(name: str | None, retries: int) -> None:
-    """The free values of a submission besides the config: a name and a retry count."""
-    if name is not None and len(name) > MAX_NAME_CHARS:
-        raise SweepError(f"--name: at most {MAX_NAME_CHARS} characters; got {len(name)}")
-    if name is not None and any(ord(c) < 32 for c in name):
-        raise SweepError("--name: control characters (newlines, tabs...) are not allowed")
-    if not 0 <= retries <= MAX_RETRIES:
-        raise SweepError(f"--retries must be between 0 and {MAX_RETRIES}; got {retries}")
-
-
-def _clip(text: str) -> str:
-    """A sweep run's name is the name plus its grid values: keep it within the column."""
-    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS - 3] + "..."
-
-
-def new_sweep_id() -> str:
-    return f"sweep-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def enqueue(engine: Engine, plan: Sequence[tuple[Mapping[str, Any], RunConfig]], *, sweep: bool,
-            name: str | None = None, retries: int = 1) -> tuple[str | None, list[tuple[int, str]]]:
-    """Insert the runs of `plan` (from expand_grid), all or none, as one sweep when `sweep`.
-
-    Returns (sweep id or None, [(run id, combination label), ...]).
-    """
-    check_submission(name, retries)
-    sweep_id = new_sweep_id() if sweep else None
-    labels = [combo_label(combo) for combo, _ in plan]
-    names = [_clip(" ".join(p for p in (name, label) if p)) or None for label in labels]
-    ids = create_runs(engine, [cfg for _, cfg in plan], names=names, sweep_id=sweep_id, retries=retries)
-    return sweep_id, list(zip(ids, labels))

@@ -9,22 +9,18 @@ that the dashboard never waits on a writer.
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from db.config import PROJECT_ROOT
 
 DEFAULT_DB_PATH = PROJECT_ROOT / "runs" / "simclr.db"
 BUSY_TIMEOUT_MS = 30_000
-
-
-class SchemaError(RuntimeError):
-    """The database schema is older (or newer) than this code expects."""
 
 
 def default_url() -> str:
@@ -46,7 +42,7 @@ def make_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
     """Open the database at `url` (default: `default_url()`).
 
     A database with no tables is created at the newest schema (so a fresh clone just works);
-    one at an older revision raises SchemaError telling the user to run `python -m engine db upgrade`.
+    one at an older revision raises db.migrate.SchemaError telling the user to run `python -m engine db upgrade`.
     Pass upgrade=False to skip the check (the migration command itself does).
     """
     url = url or default_url()
@@ -59,7 +55,7 @@ def make_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     if upgrade:
-        from db.migrate import ensure_schema  # local import: alembic is only needed here
+        from db.migrate import ensure_schema  # local import: alembic is only needed here (migrate never imports session)
 
         ensure_schema(engine)
     return engine
@@ -96,11 +92,18 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-@lru_cache(maxsize=8)
-def cached_engine(url: str) -> Engine:
-    """One engine per URL per process (the CLI and tests use this; the dashboard uses st.cache_resource)."""
-    return make_engine(url)
+@contextmanager
+def scratch_schema(url: str, prefix: str = "t") -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server at `url`, dropped afterwards; yields a URL that uses it
+    (the tests' and benchmarks' throw-away databases on one shared server)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
 
-
-def has_tables(engine: Engine) -> bool:
-    return inspect(engine).has_table("runs")

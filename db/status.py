@@ -42,14 +42,15 @@ def utcnow() -> datetime:
 
 
 def transition(conn: Connection, run_id: int, new: str, *, expect: str | tuple[str, ...] | None = None,
-               claimed_by: str | None = None, **values: Any) -> bool:
+               claimed_by: str | None = None, attempt: int | None = None, **values: Any) -> bool:
     """Move run `run_id` to status `new`, setting `values` in the same UPDATE.
 
     `expect` (default: every status that may legally move to `new`) is checked in the WHERE
     clause, so two processes racing to change one run cannot both win. Returns False when the
     run was not in an expected status (someone else moved it first). Raises IllegalTransition
     when `expect` names a move the table above forbids. `claimed_by` also requires the run's
-    worker_id, so a process whose run was requeued and claimed by another cannot finish it.
+    worker_id (and `attempt` its attempt number), so a process whose run was requeued and claimed
+    again, by another worker or by the same one, cannot finish it.
     """
     if new not in STATUSES:
         raise IllegalTransition(f"unknown status {new!r}")
@@ -68,5 +69,7 @@ def transition(conn: Connection, run_id: int, new: str, *, expect: str | tuple[s
     query = update(runs).where(runs.c.id == run_id, runs.c.status.in_(sources))
     if claimed_by is not None:
         query = query.where(runs.c.worker_id == claimed_by)
+    if attempt is not None:
+        query = query.where(runs.c.attempts == attempt)
     result = conn.execute(query.values(status=new, **values))
     return result.rowcount == 1

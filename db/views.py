@@ -13,17 +13,15 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
+from db.heartbeat import STALE_AFTER_S, is_stale, last_sign_of_life
 from db.models import metrics, runs, workers
-from db.queue import DEFAULT_STALE_AFTER_S
 from db.session import read_tx
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, utcnow
 
-# A running run whose last sign of life is older than this is shown as dead. The same figure the
-# workers use to recover stale runs, so the dashboard never calls "dead" a run a worker would not.
-HEARTBEAT_TIMEOUT_S = DEFAULT_STALE_AFTER_S
-
 # What the dashboard shows instead of the stored status, for runs the stored status misdescribes.
-DEAD = "dead"  # stored `running`, but no heartbeat for HEARTBEAT_TIMEOUT_S: its worker is gone
+# "dead" uses the limit the run's own worker applies (its --stale-after, stored with the worker),
+# so the dashboard never calls "dead" a run its worker would not.
+DEAD = "dead"  # stored `running`, but silent for longer than its worker's --stale-after: the worker is gone
 CANCELLING = "cancelling"  # stored `running`, cancel requested, not yet stopped
 DISPLAY_STATUSES = (QUEUED, RUNNING, CANCELLING, DEAD, COMPLETED, FAILED, CANCELLED)
 
@@ -60,7 +58,8 @@ def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_
         # For a running run's ETA: its current speed and how long its own kNN pass took.
         _latest("train/images_per_sec", metrics.c.value).label("latest_images_per_sec"),
         _latest("time/knn_s", metrics.c.value).label("latest_knn_s"),
-    ).order_by(runs.c.id.desc())
+        workers.c.stale_after_s,
+    ).select_from(runs.outerjoin(workers, runs.c.worker_id == workers.c.id)).order_by(runs.c.id.desc())
     if sweep_id:
         query = query.where(runs.c.sweep_id == sweep_id)
     if ids is not None:
@@ -90,7 +89,7 @@ def run_summaries(engine: Engine, *, status: Iterable[str] | None = None, sweep_
 
 
 def heartbeat_age_s(run: dict[str, Any], now: datetime) -> float | None:
-    last = run.get("heartbeat_at") or run.get("started_at")
+    last = last_sign_of_life(run)
     return None if last is None else (now - last).total_seconds()
 
 
@@ -102,8 +101,7 @@ def display_status(run: dict[str, Any], now: datetime) -> str:
     """
     if run["status"] != RUNNING:
         return run["status"]
-    age = heartbeat_age_s(run, now)
-    if age is not None and age > HEARTBEAT_TIMEOUT_S:
+    if is_stale(run, now):
         return DEAD
     return CANCELLING if run.get("cancel_requested") else RUNNING
 
@@ -286,6 +284,12 @@ def run_timings(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
     return [r for r in found.values() if r["time/epoch_s"]]
 
 
+def newest_epoch(engine: Engine, name: str) -> float | None:
+    """The highest epoch of any run's `name` series (bench/twenty_tabs.py watches it grow)."""
+    with read_tx(engine) as conn:
+        return conn.execute(select(func.max(metrics.c.epoch)).where(metrics.c.name == name)).scalar()
+
+
 # ------------------------------------------------------------------------------------- workers
 WORKER_ALIVE, WORKER_STOPPED, WORKER_LOST = "alive", "stopped", "lost"
 
@@ -293,11 +297,17 @@ WORKER_ALIVE, WORKER_STOPPED, WORKER_LOST = "alive", "stopped", "lost"
 def workers_overview(engine: Engine, *, limit: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every live worker and the `limit` most recent stopped or lost ones, live first, each with its runs.
 
-    `state`: alive (heartbeat within HEARTBEAT_TIMEOUT_S), stopped (said goodbye) or lost (went
-    silent); `running`: [{id, name, device, step, total_steps}] of the runs it holds now.
+    `state`: alive (heartbeat within its own --stale-after, stored with it), stopped (said goodbye)
+    or lost (went silent); `running`: [{id, name, device, step, total_steps}] of the runs it holds now.
     """
     now = now or utcnow()
-    alive = workers.c.stopped_at.is_(None) & (workers.c.heartbeat_at >= now - timedelta(seconds=HEARTBEAT_TIMEOUT_S))
+    unstopped = workers.c.stopped_at.is_(None)
+    # Each worker has its own limit; in SQL, keep every worker within the largest of them (the
+    # exact state is decided per worker below, by the same rule as runs: db.heartbeat.is_stale).
+    widest = select(func.max(func.coalesce(workers.c.stale_after_s, STALE_AFTER_S))).where(unstopped)
+    with read_tx(engine) as conn:
+        widest_s = conn.execute(widest).scalar() or STALE_AFTER_S
+    alive = unstopped & (workers.c.heartbeat_at >= now - timedelta(seconds=widest_s))
     # Every live worker however old, then the newest `limit` of the others (the registry keeps all).
     query = union_all(select(workers).where(alive),
                       select(workers).where(~alive).order_by(workers.c.started_at.desc()).limit(limit).subquery()
@@ -313,8 +323,7 @@ def workers_overview(engine: Engine, *, limit: int = 30, now: datetime | None = 
             by_worker.setdefault(r["worker_id"], []).append(dict(r))
     for w in found:
         w["heartbeat_age_s"] = (now - w["heartbeat_at"]).total_seconds()
-        w["state"] = (WORKER_STOPPED if w["stopped_at"] else
-                      WORKER_LOST if w["heartbeat_age_s"] > HEARTBEAT_TIMEOUT_S else WORKER_ALIVE)
+        w["state"] = (WORKER_STOPPED if w["stopped_at"] else WORKER_LOST if is_stale(w, now) else WORKER_ALIVE)
         w["running"] = by_worker.get(w["id"], [])
     order = {WORKER_ALIVE: 0, WORKER_LOST: 1, WORKER_STOPPED: 2}
     return sorted(found, key=lambda w: order[w["state"]])  # stable: newest first within a state

@@ -8,13 +8,13 @@ CI must have run them.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from db.config import RunConfig
+from db.session import scratch_schema
 
 PG_URL = os.environ.get("SIMCLR_TEST_PG")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -53,17 +53,8 @@ def pg_url() -> Iterator[str]:
         if IN_CI:
             pytest.fail("SIMCLR_TEST_PG is not set in CI: ./lab.sh test should have started PostgreSQL")
         pytest.skip("no PostgreSQL server: set SIMCLR_TEST_PG (./lab.sh test starts one)")
-    import sqlalchemy as sa
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    with scratch_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

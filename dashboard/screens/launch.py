@@ -25,7 +25,8 @@ from dashboard.estimate import estimate
 from db import views
 from db.config import ConfigError, RunConfig, config_fields, config_from_text
 from db.presets import PRESETS, QUICK_CPU, Preset
-from db.queue import MAX_NAME_CHARS, SweepError, enqueue, expand_grid, live_workers
+from db.queue import live_workers
+from db.sweep import MAX_NAME_CHARS, SweepError, enqueue, expand_grid
 
 SINGLE, GRID = "lf_", "lg_"  # widget key prefixes: single-run values, grid values
 GRID_MODE = "launch_grid_mode"

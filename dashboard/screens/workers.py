@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import device_use, live, nav
 from dashboard.common import fmt_duration, fmt_time, get_engine, run_label
 from db import views
+from db.heartbeat import STALE_AFTER_S
 
 REFRESH_S = 3 * live.REFRESH_EVERY_S  # heartbeats come every few seconds; no need to poll faster
 
@@ -48,7 +49,7 @@ def live_section() -> None:
     else:
         st.dataframe(workers_frame(found), hide_index=True, key="workers_table",
                      column_config={"pid": st.column_config.NumberColumn(format="%d")})
-        st.caption(f"alive: heartbeat within {views.HEARTBEAT_TIMEOUT_S:.0f} s · lost: silent longer (its runs are "
+        st.caption(f"alive: heartbeat within its --stale-after (default {STALE_AFTER_S:.0f} s) · lost: silent longer (its runs are "
                    "requeued by a live worker) · stopped: exited. The newest 30 are listed.")
     queued = views.queued_in_order(engine)
     st.subheader(f"Queue ({len(queued)} waiting)")

@@ -25,7 +25,6 @@ from db.config import PROJECT_ROOT
 from db.queue import LOCAL_IDLE_EXIT_S, live_workers, local_worker_log
 from db.session import make_engine
 
-FRESH_S = 30.0  # a heartbeat younger than this: the worker is alive (they beat every few seconds)
 START_TIMEOUT_S = 60.0  # a detached worker registers within this (it imports no torch)
 STOP_HINT = "python -m engine worker --stop"
 
@@ -44,7 +43,8 @@ def local_workers(db_url: str | None) -> list[dict[str, Any]]:
     engine = make_engine(db_url)
     try:
         host = socket.gethostname()
-        return [w for w in live_workers(engine, within_s=FRESH_S) if w["hostname"] == host]
+        # Alive: heartbeating within its own --stale-after (db.heartbeat), as everywhere else.
+        return [w for w in live_workers(engine) if w["hostname"] == host]
     finally:
         engine.dispose()
 
@@ -63,7 +63,7 @@ def detach(args: argparse.Namespace, *, db_url: str) -> int:
     """Start a background worker unless one of this database is alive anywhere; say where it is."""
     engine = make_engine(db_url)
     try:
-        alive = live_workers(engine, within_s=FRESH_S)
+        alive = live_workers(engine)  # each heartbeating within its own --stale-after
         log = local_worker_log(engine)
     finally:
         engine.dispose()

@@ -1,5 +1,5 @@
-"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel: queue_cli; dispatch:
-ray_dispatch)."""
+"""`python -m engine ...`: train, runs, db upgrade, execute (plus submit, worker, cancel, delete: queue_cli;
+dispatch: ray_dispatch)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import sys
 from sqlalchemy.exc import DBAPIError
 
 from db.config import ConfigError, stored_value
-from db.identity import DatabaseChanged
-from db.queries import create_run, get_run, list_runs
 from db import executor
-from db.queue import CLAIM_ENV, CannotResume, requeue_for_resume
-from db.session import SchemaError, default_url, describe_url, make_engine, write_tx
-from db.status import FAILED, QUEUED, RUNNING, transition, utcnow
+from db.identity import DatabaseChanged
+from db.migrate import SchemaError
+from db.queries import get_run, list_runs
+from db.queue import CLAIM_ENV, claim_for_resume, create_and_claim
+from db.session import default_url, describe_url, make_engine, write_tx
+from db.status import FAILED, RUNNING, transition, utcnow
 from db.views import display_status
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("execute", help=argparse.SUPPRESS)  # a worker's child process: run one claimed run
     p.add_argument("run_id", type=int)
+    p.add_argument("--attempt", type=int, required=True, help="the attempt number of the worker's claim")
     p.set_defaults(func=cmd_execute)
 
     from engine.jobs.annotate_cli import add_annotation_commands
@@ -99,46 +101,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("preset", f"{', '.join(args.preset)} makes a sweep over {', '.join(k for k, _ in grid)}: "
                                     "enqueue it with `submit --preset ...` and run a worker")
     db = make_engine(args.db)
+    host, pid = socket.gethostname(), os.getpid()
+    claim = dict(worker_id=f"cli:{host}:{pid}", pid=pid, executor=executor.command_line(host, pid))
     if args.resume is not None:
         if overrides:
             raise ConfigError(next(iter(overrides)), "cannot be changed when resuming (--resume uses the run's config)")
-        run_id = args.resume
-        _reclaim_for_resume(db, run_id)
+        run = claim_for_resume(db, args.resume, **claim)
     else:
         cfg = config_from_values(overrides)  # validates every field before anything is written
-        run_id = create_run(db, cfg, name=args.name)
-        with write_tx(db) as conn:
-            transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
-    print(f"run {run_id}  (database {db.url.render_as_string(hide_password=True)})", flush=True)
-    return _execute(db, run_id, progress=not args.no_progress)
+        # Claimed like any worker's run, so its heartbeat and final status check the same claim.
+        run = create_and_claim(db, cfg, name=args.name, **claim)
+    print(f"run {run['id']}  (database {db.url.render_as_string(hide_password=True)})", flush=True)
+    return _execute(db, run, progress=not args.no_progress)
 
 
-def _claim_values() -> dict:
-    now, host = utcnow(), socket.gethostname()
-    return dict(worker_id=f"cli:{host}:{os.getpid()}", pid=os.getpid(), started_at=now, heartbeat_at=now,
-                attempts=1, cancel_requested=False, error=None, executor=executor.command_line(host, os.getpid()))
-
-
-def _reclaim_for_resume(db, run_id: int) -> None:  # noqa: ANN001
-    """Requeue the run (the same rule as the dashboard's Resume) and claim it for this process."""
-    with write_tx(db) as conn:
-        try:
-            requeue_for_resume(conn, run_id)
-        except CannotResume as e:
-            raise ConfigError("resume", str(e)) from None
-        transition(conn, run_id, RUNNING, expect=QUEUED, **_claim_values())
-
-
-def _execute(db, run_id: int, *, progress: bool) -> int:  # noqa: ANN001
+def _execute(db, run: dict, *, progress: bool) -> int:  # noqa: ANN001
     from engine.jobs.progress import ProgressBar
     from engine.jobs.runner import execute_run, run_summary_line
 
-    cfg = get_run(db, run_id)["config"]
+    run_id, cfg = run["id"], run["config"]
     if cfg.get("devices", 1) > 1:
-        return _execute_processes(db, run_id, cfg["devices"])
+        return _execute_processes(db, run_id, run["attempts"], cfg["devices"])
     bar = ProgressBar(cfg["batch_size"], cfg["epochs"]) if progress else None
     try:
-        status = execute_run(db, run_id, on_step=bar.update if bar else None,
+        status = execute_run(db, run_id, run["attempts"], on_step=bar.update if bar else None,
                              log=bar.write if bar else lambda m: print(m, flush=True))
     finally:
         if bar:
@@ -147,7 +133,7 @@ def _execute(db, run_id: int, *, progress: bool) -> int:  # noqa: ANN001
     return 1 if status == "failed" else 0
 
 
-def _execute_processes(db, run_id: int, devices: int) -> int:  # noqa: ANN001
+def _execute_processes(db, run_id: int, attempt: int, devices: int) -> int:  # noqa: ANN001
     """A run with devices > 1 in the foreground: torchrun starts its processes (their lines, no bar)."""
     import subprocess
 
@@ -159,13 +145,14 @@ def _execute_processes(db, run_id: int, devices: int) -> int:  # noqa: ANN001
     threads = os.environ.get("SIMCLR_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // devices))
     env = {**os.environ, **process_env(db.url.render_as_string(hide_password=False)),
            "SIMCLR_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
-    proc = subprocess.Popen(execute_command(run_id, devices), env=env)
+    proc = subprocess.Popen(execute_command(run_id, attempt, devices), env=env)
     try:
         proc.wait()
     except KeyboardInterrupt:  # Ctrl-C reached torchrun too: it stops the processes, the run ends cancelled
         proc.wait()
     with write_tx(db) as conn:  # killed, or a process died before recording an outcome: say so
-        unrecorded = transition(conn, run_id, FAILED, expect=RUNNING, error=describe_exit(proc.returncode))
+        unrecorded = transition(conn, run_id, FAILED, expect=RUNNING, attempt=attempt,
+                                error=describe_exit(proc.returncode))
     run = get_run(db, run_id)
     if unrecorded:  # else process 0 has printed the summary
         print(run_summary_line(run, run_id), flush=True)
@@ -184,7 +171,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
         print(f"run {args.run_id}: pid {os.getpid()} on {socket.gethostname()}, "
               f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, "
               f"SIMCLR_NUM_THREADS={os.environ.get('SIMCLR_NUM_THREADS')!r}", flush=True)
-    status = execute_run(db, args.run_id, log=lambda m: print(m, flush=True), claim=os.environ.get(CLAIM_ENV))
+    status = execute_run(db, args.run_id, args.attempt, log=lambda m: print(m, flush=True),
+                         claim=os.environ.get(CLAIM_ENV))
     if main:
         print(run_summary_line(get_run(db, args.run_id), args.run_id), flush=True)
     return 1 if status == "failed" else 0

@@ -6,8 +6,9 @@ import argparse
 from typing import Any
 
 from db.config import ConfigError, RunConfig, config_fields, config_from_text, field_optional, field_type
+from db.datasets import check_data
 from db.presets import PRESETS, combine
-from db.queue import parse_grid
+from db.sweep import parse_grid
 
 
 def flag_name(field_name: str) -> str:
@@ -67,9 +68,14 @@ def config_request(args: argparse.Namespace) -> tuple[dict[str, Any], list[tuple
     return base, grid
 
 
-def config_from_values(values: dict[str, Any]) -> RunConfig:
-    """Build a RunConfig from text values (flags, grid entries); errors name the field and its flag."""
+def config_from_values(values: dict[str, Any], data_memo: dict | None = None) -> RunConfig:
+    """A RunConfig from text values (flags, grid entries), its data checked (db.datasets.check_data:
+    pass one `data_memo` dict for all combinations of a grid); errors name the field and its flag."""
     try:
-        return config_from_text(values)
+        cfg = config_from_text(values)
+        problems = check_data(cfg, data_memo)
+        if problems:
+            raise problems[0]
+        return cfg
     except ConfigError as e:
-        raise ConfigError(e.field, f"{str(e).split(': ', 1)[1]} (flag {flag_name(e.field)})") from None
+        raise ConfigError(e.field, f"{e.message} (flag {flag_name(e.field)})") from None

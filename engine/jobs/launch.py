@@ -12,13 +12,15 @@ import sys
 from db.config import PROJECT_ROOT
 
 
-def execute_command(run_id: int, devices: int = 1) -> list[str]:
-    """`python -m engine execute RUN_ID`, under torchrun when the run wants several devices.
+def execute_command(run_id: int, attempt: int, devices: int = 1) -> list[str]:
+    """`python -m engine execute RUN_ID --attempt N`, under torchrun when the run wants several devices.
 
-    The database URL travels in SIMCLR_DB (not argv: `ps` shows argv, and a PostgreSQL URL may
-    carry a password).
+    The attempt travels along so that the run's own heartbeat checks the claim (worker, attempt)
+    as its worker does. The database URL travels in SIMCLR_DB (not argv: `ps` shows argv, and a
+    PostgreSQL URL may carry a password).
     """
-    return with_processes([sys.executable, "-m", "engine", "execute", str(run_id)], devices)
+    return with_processes([sys.executable, "-m", "engine", "execute", str(run_id), "--attempt", str(attempt)],
+                          devices)
 
 
 def with_processes(command: list[str], processes: int) -> list[str]:

@@ -1,6 +1,6 @@
-"""`python -m engine submit | worker | cancel`: the queue's command-line side.
+"""`python -m engine submit | worker | cancel | delete`: the queue's command-line side.
 
-`engine/cli.py` owns the parser (and its global `--db URL`); this module adds three subcommands.
+`engine/jobs/cli.py` owns the parser (and its global `--db URL`); this module adds four subcommands.
 Nothing here imports torch: submitting, cancelling and supervising workers stay light.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from db.delete import delete_runs
 from db.queries import list_runs
-from db.queue import (NoSuchRun, SweepError, check_submission, enqueue, expand_grid, live_workers,
-                      request_cancel)
+from db.queue import NoSuchRun, live_workers, request_cancel
+from db.sweep import SweepError, check_submission, enqueue, expand_grid
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
 from engine.jobs.cli_args import add_config_flags, config_from_values, config_request
@@ -47,13 +48,21 @@ def add_queue_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", metavar="SWEEP_ID", help="cancel every queued or running run of this sweep")
     p.set_defaults(func=cmd_cancel)
 
+    p = subparsers.add_parser(
+        "delete", help="delete runs with their metrics, log and checkpoints",
+        description="Delete runs as the dashboard's Delete button does: the row, its metric rows and its run "
+                    "folder. A running run is refused (cancel it first) unless its heartbeat has stopped.")
+    p.add_argument("run_ids", nargs="+", type=int, metavar="RUN_ID")
+    p.set_defaults(func=cmd_delete)
+
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
         check_submission(args.name, args.retries)
         base, grid = config_request(args)
         # Every combination is validated before the database is even opened.
-        plan = expand_grid(base, grid, build=config_from_values)
+        data_memo: dict = {}  # each data source is looked at once, not once per combination
+        plan = expand_grid(base, grid, build=lambda v: config_from_values(v, data_memo))
         db = make_engine(args.db)
         sweep_id, queued = enqueue(db, plan, sweep=bool(grid), name=args.name, retries=args.retries)
     except SweepError as e:
@@ -95,3 +104,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             rc = 1
     return rc
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    deleted = delete_runs(make_engine(args.db), args.run_ids)
+    for line in deleted.messages:
+        print(line)
+    return 0 if len(deleted.done) == len(set(args.run_ids)) else 1

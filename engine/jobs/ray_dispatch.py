@@ -57,9 +57,10 @@ from sqlalchemy.exc import DBAPIError
 from db import executor, queue
 from db.config import PROJECT_ROOT, RunConfig, run_dir, runs_root
 from db.queries import get_run, update_run
+from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
 from db.identity import ENV_VAR as DB_ID_VAR
 from db.identity import database_id
-from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S, RAY_CLAIM_PREFIX
+from db.queue import CLAIM_ENV, RAY_CLAIM_PREFIX
 from db.session import default_url, make_engine
 from db.status import RUNNING, utcnow
 from engine.jobs.launch import with_processes
@@ -67,7 +68,6 @@ from engine.jobs.worker import on_stop_signals
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 CANCEL_GRACE_S = 60.0
-HEARTBEAT_S = 5.0
 CLUSTER_INFO_EVERY_S = 30.0
 DISPATCHER_DEVICES = "ray "  # prefix of a dispatcher's `devices` in the workers table
 # Not shipped with a job: the environment, run folders, data sets, outputs, history.
@@ -80,10 +80,12 @@ class DispatchError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------- the job itself
-def job_entrypoint(run_id: int, cfg: RunConfig) -> str:
+def job_entrypoint(run_id: int, attempt: int, cfg: RunConfig) -> str:
     """The command of a run's Ray job: the same launch as a local worker's (torchrun with one process
-    per device when the run has several). `python` is the node's: start Ray from the project's venv."""
-    return shlex.join(with_processes(["python", "-m", "engine", "execute", str(run_id)], cfg.devices))
+    per device when the run has several), with the attempt it was submitted for. `python` is the
+    node's: start Ray from the project's venv."""
+    return shlex.join(with_processes(["python", "-m", "engine", "execute", str(run_id), "--attempt", str(attempt)],
+                                     cfg.devices))
 
 
 def gpus_for(cfg: RunConfig, cluster_has_gpus: bool) -> int:
@@ -215,7 +217,7 @@ class RayJobs:
 class Dispatcher:
     def __init__(self, db_url: str | None, jobs: Jobs, *, dashboard: str | None = None, cpus_per_run: int = 1,
                  max_pending: int = 2, poll_s: float = 1.0, heartbeat_s: float = HEARTBEAT_S,
-                 cancel_grace_s: float = CANCEL_GRACE_S, stale_after_s: float = DEFAULT_STALE_AFTER_S,
+                 cancel_grace_s: float = CANCEL_GRACE_S, stale_after_s: float = STALE_AFTER_S,
                  exit_when_idle: bool = False, log: Callable[[str], None] | None = None):
         if cpus_per_run < 1 or max_pending < 1:
             raise DispatchError("--cpus-per-run and --max-pending must be at least 1")
@@ -244,7 +246,8 @@ class Dispatcher:
     def run(self) -> int:
         self._refuse_second_dispatcher()
         queue.register_worker(self.engine, self.id, hostname=self.hostname, pid=os.getpid(), slots=self.max_pending,
-                              devices=f"{DISPATCHER_DEVICES}{getattr(self.jobs, 'address', 'cluster')}")
+                              devices=f"{DISPATCHER_DEVICES}{getattr(self.jobs, 'address', 'cluster')}",
+                              stale_after_s=self.stale_after_s)
         self.log(f"dispatcher {self.id}: Ray at {getattr(self.jobs, 'address', '?')}, "
                  f"database {self.engine.url.render_as_string(hide_password=True)}")
         restore = self._install_signal_handlers()
@@ -391,7 +394,7 @@ class Dispatcher:
         env = {**job_env(self.url, claim, gpus, self.cpus_per_run, processes=cfg.devices),
                DB_ID_VAR: self.database_id}
         try:
-            new = self.jobs.submit(sid, job_entrypoint(run_id, cfg), num_gpus=gpus, num_cpus=self.cpus_per_run, env=env)
+            new = self.jobs.submit(sid, job_entrypoint(run_id, run["attempts"], cfg), num_gpus=gpus, num_cpus=self.cpus_per_run, env=env)
         except RuntimeError as e:  # Ray answered, and refused (a bad runtime environment, ...)
             self._lost(run, sid, f"Ray refused job {sid}: {str(e).strip().splitlines()[0]}")
             return False
@@ -436,7 +439,7 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- start-up
     def _refuse_second_dispatcher(self) -> None:
-        for w in queue.live_workers(self.engine, within_s=max(15.0, 3 * self.heartbeat_s)):
+        for w in queue.live_workers(self.engine):  # each alive by its own --stale-after
             if not w["devices"].startswith(DISPATCHER_DEVICES):
                 continue
             if w["hostname"] == self.hostname and not _pid_alive(w["pid"]):
@@ -476,9 +479,9 @@ def add_dispatch_command(subparsers: argparse._SubParsersAction) -> None:
                    help="submit while fewer than N jobs wait in Ray for resources (default 2)")
     p.add_argument("--cancel-grace", type=float, default=CANCEL_GRACE_S, metavar="S",
                    help=f"stop a cancelled run's job through Ray after S seconds (default {CANCEL_GRACE_S:g})")
-    p.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
+    p.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
                    help=f"requeue a running run whose heartbeat is older than S seconds (default "
-                        f"{DEFAULT_STALE_AFTER_S:g})")
+                        f"{STALE_AFTER_S:g}; at least a few heartbeats of {HEARTBEAT_S:g} s)")
     p.add_argument("--poll", type=float, default=1.0, metavar="S", help="seconds between passes (default 1)")
     p.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is queued or running")
     p.set_defaults(func=cmd_dispatch)
@@ -494,11 +497,11 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        check_stale_after(args.stale_after)
         dispatcher = Dispatcher(args.db, jobs, dashboard=dashboard, cpus_per_run=args.cpus_per_run,
                                 max_pending=args.max_pending, poll_s=args.poll, cancel_grace_s=args.cancel_grace,
-                                stale_after_s=args.stale_after, heartbeat_s=min(HEARTBEAT_S, max(0.5, args.stale_after / 4)),
-                                exit_when_idle=args.exit_when_idle)
+                                stale_after_s=args.stale_after, exit_when_idle=args.exit_when_idle)
         return dispatcher.run()
-    except DispatchError as e:
+    except (DispatchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,21 +20,22 @@ import traceback
 from typing import Any, Callable
 
 import torch
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
-from db.config import RunConfig, run_dir
+from db.config import ConfigError, RunConfig, run_dir
+from db.datasets import check_data
+from db.heartbeat import HEARTBEAT_S
 from db.identity import ENV_VAR, DatabaseChanged, Identity, identify, verify
-from db.models import runs
 from db.queries import get_run
-from db.session import read_tx, write_tx
-from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition, utcnow
+from db.queue import beat_run, cancel_requested
+from db.session import write_tx
+from db.status import CANCELLED, COMPLETED, FAILED, RUNNING, transition
 from engine.jobs.sysmon import SystemMonitor
 from engine.simclr import distributed
 from engine.simclr.checkpoint import CheckpointError
 from engine.simclr.metrics_log import NonFiniteLoss
 from engine.simclr.trainer import RunCancelled, RunContext, resolve_device, train
 
-HEARTBEAT_S = float(os.environ.get("SIMCLR_HEARTBEAT_S", "5"))
 # The final status write is retried (a full disk or a database restart may pass) before giving up;
 # then the process exits non-zero and its worker, or a stale-run recovery, settles the run.
 FINAL_WRITE_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
@@ -50,11 +51,11 @@ class Heartbeat(threading.Thread):
     makes a cancel take seconds, not a heartbeat interval.
     """
 
-    def __init__(self, db: Engine, run_id: int, claim: str | None, cancel: threading.Event,
+    def __init__(self, db: Engine, run_id: int, worker_id: str, attempt: int, cancel: threading.Event,
                  interval_s: float | None = None, cancel_poll_s: float = CANCEL_POLL_S,
                  identity: Identity | None = None):
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
-        self.db, self.run_id, self.claim, self.cancel = db, run_id, claim, cancel
+        self.db, self.run_id, self.worker_id, self.attempt, self.cancel = db, run_id, worker_id, attempt, cancel
         self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
         self.cancel_poll_s = min(cancel_poll_s, self.interval_s)
         self.identity = identity
@@ -72,20 +73,17 @@ class Heartbeat(threading.Thread):
                 self.lost = True
                 self.cancel.set()
                 return
-        mine = (runs.c.id == self.run_id) & (runs.c.status == RUNNING) & (runs.c.worker_id == self.claim)
-        with write_tx(self.db) as conn:
-            if conn.execute(update(runs).where(mine).values(heartbeat_at=utcnow())).rowcount == 0:
-                # Requeued after a missed heartbeat, claimed by someone else, or deleted:
-                # this process no longer owns the run and must stop writing to it.
-                self.lost = True
-                self.cancel.set()
-            elif conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
-                self.cancel.set()
+        state = beat_run(self.db, self.run_id, self.worker_id, self.attempt)
+        if state == "lost":
+            # Requeued after a missed heartbeat, claimed again (by anyone, this worker included), or
+            # deleted: this process no longer owns the run and must stop writing to it.
+            self.lost = True
+        if state != "ours":
+            self.cancel.set()
 
     def look_for_cancel(self) -> None:
-        with read_tx(self.db) as conn:
-            if conn.execute(select(runs.c.cancel_requested).where(runs.c.id == self.run_id)).scalar():
-                self.cancel.set()
+        if self.run_id in cancel_requested(self.db, [self.run_id]):
+            self.cancel.set()
 
     def run(self) -> None:
         last_beat = time.monotonic()
@@ -114,23 +112,28 @@ def failure_message(exc: BaseException, cfg: RunConfig) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
 
 
-def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float], None] | None = None,
-                log: Callable[[str], None] = print, claim: str | None = None) -> str:
-    """Train run `run_id` (already claimed: status running) to completion; returns its final status.
+def execute_run(db: Engine, run_id: int, attempt: int, *,
+                on_step: Callable[[int, int, float], None] | None = None, log: Callable[[str], None] = print,
+                claim: str | None = None) -> str:
+    """Train attempt `attempt` of run `run_id` (claimed already, by db.queue's claim) to its end;
+    returns its final status.
 
-    With `claim`, only while the run is still held by that claim: a process that starts late (a
-    Ray job that waited for resources while its attempt was given up and the run claimed again)
-    leaves the run alone.
+    With `claim` (the claimant's worker_id), only while the run is still held by that claim and
+    attempt: a process that starts late (a Ray job that waited for resources while its attempt was
+    given up and the run claimed again) leaves the run alone.
     """
     run = get_run(db, run_id)
     if run is None:
         raise LookupError(f"no run with id {run_id}")
-    if claim is not None and (run["status"] != RUNNING or run["worker_id"] != claim):
-        log(f"run {run_id} is no longer claimed by {claim} (it is {run['status']}, claimed by "
-            f"{run['worker_id'] or 'nobody'}); not training it")
+    if claim is not None and (run["status"] != RUNNING or run["worker_id"] != claim or run["attempts"] != attempt):
+        log(f"run {run_id} is no longer claimed by {claim}, attempt {attempt} (it is {run['status']}, attempt "
+            f"{run['attempts']}, claimed by {run['worker_id'] or 'nobody'}); not training it")
         return run["status"]
     if run["status"] != RUNNING:
         raise RuntimeError(f"run {run_id} is {run['status']}, not running: claim it first")
+    if run["attempts"] != attempt:
+        raise RuntimeError(f"run {run_id} is at attempt {run['attempts']}, not {attempt}: "
+                           "this process's claim was taken over")
     identity = identify(db)
     expected = os.environ.get(ENV_VAR)
     if expected and expected != identity.database_id:
@@ -145,7 +148,7 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
     ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, identity.database_id),
                      on_step=on_step if main else None, log=log if main else _quiet,
                      keep_optimizer_state=os.environ.get("SIMCLR_KEEP_OPTIMIZER_STATE", "") not in ("", "0"))
-    heartbeat = Heartbeat(db, run_id, run["worker_id"], ctx.cancel, identity=identity)
+    heartbeat = Heartbeat(db, run_id, run["worker_id"], attempt, ctx.cancel, identity=identity)
     # Device use is sampled by process 0 only (its device): the sys/* series are one per run.
     monitor = SystemMonitor(db, run_id)
     if main:
@@ -153,12 +156,20 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         heartbeat.start()
         monitor.start()
     try:
+        # The data may have gone, or never been on this machine. Every process checks before any
+        # joins the others, so all of them stop here alike.
+        problems = check_data(cfg)
+        if problems:
+            raise problems[0]
         if cfg.devices > 1 or distributed.launched():
             ctx.dp = dp = distributed.join(cfg, resolve_device(cfg.device))
             ctx.log(f"data-parallel: {dp.world} processes on {dp.device.type}, {cfg.batch_size // dp.world} "
                     f"images each per step, BatchNorm {'synchronised' if dp.sync_batchnorm else 'per process'}")
         summary = train(cfg, ctx)
         status, values = COMPLETED, {k: v for k, v in summary.items() if v is not None}
+    except ConfigError as e:
+        status, values = FAILED, {"error": str(e)}
+        log(f"run {run_id} cannot start: {e}")
     except (RunCancelled, KeyboardInterrupt) as e:
         why = "interrupted from the keyboard" if isinstance(e, KeyboardInterrupt) else "cancelled by request"
         status, values = CANCELLED, {"error": why}
@@ -183,16 +194,17 @@ def execute_run(db: Engine, run_id: int, *, on_step: Callable[[int, int, float],
         return status  # process 0 records the outcome (any process may record its own failure)
     if heartbeat.lost:
         log(f"run {run_id} is no longer this process's (requeued or claimed elsewhere); leaving it as it is")
-    return _final_write(db, run_id, run["worker_id"], status, values, log)
+    return _final_write(db, run_id, run["worker_id"], attempt, status, values, log)
 
 
-def _final_write(db: Engine, run_id: int, claim: str | None, status: str, values: dict[str, Any],
+def _final_write(db: Engine, run_id: int, claim: str | None, attempt: int, status: str, values: dict[str, Any],
                  log: Callable[[str], None]) -> str:
     """Record the final status, retrying a failing write; a run must not stay `running` for good."""
     for delay in (*FINAL_WRITE_DELAYS_S, None):
         try:
             with write_tx(db) as conn:
-                if not transition(conn, run_id, status, expect=RUNNING, claimed_by=claim, **values):
+                if not transition(conn, run_id, status, expect=RUNNING, claimed_by=claim, attempt=attempt,
+                                  **values):
                     now = get_run(conn, run_id)
                     log(f"run {run_id} was moved to {now['status'] if now else 'deleted'} by someone else meanwhile")
                     return now["status"] if now else status

@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 import psutil
 import torch
 from sqlalchemy import Engine
 
 from db.queries import SYS_CPU as CPU, SYS_GPU_MEMORY as GPU_MEMORY, SYS_GPU_UTIL as GPU_UTIL, SYS_MEMORY as MEMORY
-from db.queries import next_metric_step, now_seconds, write_metrics
+from db.queries import next_metric_step, write_metrics
 from db.session import write_tx
 
 SYSMON_S = float(os.environ.get("SIMCLR_SYSMON_S", "5"))
@@ -56,7 +57,7 @@ class SystemMonitor(threading.Thread):
                 **gpu_sample()}
 
     def record(self) -> None:
-        t = now_seconds()
+        t = time.time()
         rows = [dict(run_id=self.run_id, name=name, step=self.next_step, epoch=0.0, value=value, time=t)
                 for name, value in self.sample().items()]
         with write_tx(self.db) as conn:

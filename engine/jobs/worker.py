@@ -46,19 +46,20 @@ from sqlalchemy.exc import DBAPIError
 
 from db import executor, queue
 from db.config import run_dir
+from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
 from db.identity import ENV_VAR as DB_ID_VAR
 from db.identity import DatabaseChanged, identify, verify
-from db.queue import CLAIM_ENV, DEFAULT_STALE_AFTER_S, LOCAL_IDLE_EXIT_S, Outcome
+from db.queue import CLAIM_ENV, LOCAL_IDLE_EXIT_S, Outcome
 from db.session import default_url, make_engine
 from db.status import utcnow
 from engine.jobs.launch import execute_command, process_env, with_processes
 
-HEARTBEAT_S = 5.0
 # A run asked to cancel stops at its next step or evaluation batch on its own; this is the backstop for one
 # that does not (stuck in a long evaluation, hung): after this long it is killed and ends cancelled.
 CANCEL_GRACE_S = 60.0
 
-CommandFn = Callable[[int], list[str]]  # run id -> the command for one process (torchrun wraps it for several)
+# (run id, attempt) -> the command for one process (torchrun wraps it for several)
+CommandFn = Callable[[int, int], list[str]]
 
 
 # ----------------------------------------------------------------------------------- slots/devices
@@ -236,10 +237,11 @@ def _kill_group(pid: int) -> None:
 
 # ------------------------------------------------------------------------------------------ worker
 class Worker:
-    def __init__(self, db_url: str | None = None, *, slots: list[Slot], stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    def __init__(self, db_url: str | None = None, *, slots: list[Slot], stale_after_s: float = STALE_AFTER_S,
                  poll_s: float = 1.0, heartbeat_s: float = HEARTBEAT_S, cancel_grace_s: float = CANCEL_GRACE_S,
                  exit_when_idle: bool = False, idle_exit_s: float | None = None,
                  command: CommandFn = execute_command, log: Callable[[str], None] | None = None):
+        check_stale_after(stale_after_s)  # before anything starts: a bad limit must not touch the queue
         self.url = db_url or default_url()
         self.engine = make_engine(self.url)  # refuses an outdated schema with the `db upgrade` hint
         self.identity = identify(self.engine)  # checked every heartbeat: a swapped database stops the worker
@@ -262,7 +264,7 @@ class Worker:
     # ---------------------------------------------------------------- public
     def run(self) -> int:
         queue.register_worker(self.engine, self.id, hostname=self.hostname, pid=os.getpid(), slots=len(self.slots),
-                              devices=",".join(s.device for s in self.slots))
+                              devices=",".join(s.device for s in self.slots), stale_after_s=self.stale_after_s)
         self.log(f"worker {self.id}: {len(self.slots)} slot(s) on {', '.join(s.device for s in self.slots)}, "
                  f"database {self.engine.url.render_as_string(hide_password=True)}")
         restore = self._install_signal_handlers()
@@ -418,7 +420,7 @@ class Worker:
             log_file.write(f"\n=== attempt {attempt} of run {run_id} on worker {self.id}, device {label}, "
                            f"{utcnow():%Y-%m-%d %H:%M:%S} UTC ===\n".encode())
             log_file.flush()
-            command = with_processes(self.command(run_id), devices)
+            command = with_processes(self.command(run_id, attempt), devices)
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                     preexec_fn=self._die_with_parent)
@@ -531,9 +533,9 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default=None,
                         help="comma-separated cpu, cuda or cuda:N, slots assigned round-robin "
                              "(default: every visible GPU, else cpu)")
-    parser.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
+    parser.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
                         help="requeue a running run (any worker's) whose heartbeat is older than S seconds "
-                             f"(default {DEFAULT_STALE_AFTER_S:g})")
+                             f"(default {STALE_AFTER_S:g}; at least a few heartbeats of {HEARTBEAT_S:g} s)")
     parser.add_argument("--poll", type=float, default=1.0, metavar="S",
                         help="seconds between looks at the queue (default 1)")
     parser.add_argument("--exit-when-idle", "--once", dest="exit_when_idle", action="store_true",
@@ -558,7 +560,6 @@ def worker_from_args(args: argparse.Namespace, *, command: CommandFn = execute_c
     wants_gpu = args.devices is None or "cuda" in args.devices
     slots = plan_slots(args.devices, args.slots, visible_gpus() if wants_gpu else [], threads=threads)
     return Worker(args.db, slots=slots, stale_after_s=args.stale_after, poll_s=args.poll,
-                  heartbeat_s=min(HEARTBEAT_S, max(0.5, args.stale_after / 4)),
                   exit_when_idle=args.exit_when_idle, idle_exit_s=args.idle_exit, command=command, log=log)
 
 

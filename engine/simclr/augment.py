@@ -5,7 +5,7 @@ whole batch, and per-image PIL transforms in loader workers are what leave the m
 32x32. So parameters are drawn for all N images at once (`sample_params`) and applied with a
 handful of whole-batch tensor ops (`apply`) on whatever device the images live on.
 
-The recipe (DESIGN.md, as Spijkervet/SimCLR's TransformsSimCLR wrote it): RandomResizedCrop(size,
+The recipe (docs/design.md, as Spijkervet/SimCLR's TransformsSimCLR wrote it): RandomResizedCrop(size,
 scale 0.08-1, ratio 3/4-4/3), horizontal flip p=0.5, ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) with
 p=0.8 (its four ops in a random order per image), RandomGrayscale p=0.2. Each op follows
 torchvision's tensor implementation (`torchvision.transforms.functional`), which the tests check
@@ -25,6 +25,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
+
+from db.config import JITTER_STRENGTH_MAX
 
 SCALE = (0.08, 1.0)  # RandomResizedCrop's defaults, which the seed used
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -278,9 +280,10 @@ class BatchedAugment:
     def __init__(self, image_size: int, jitter_strength: float = 1.0):
         if image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {image_size}")
-        # hue's range 0.2s must stay within ColorJitter's [-0.5, 0.5]
-        if not 0.0 <= jitter_strength <= 2.5:
-            raise ValueError(f"jitter_strength must be in [0, 2.5], got {jitter_strength}")
+        # The config's own limit (RunConfig never lets a larger one through): hue's range 0.2s must
+        # stay within ColorJitter's [-0.5, 0.5].
+        if not 0.0 <= jitter_strength <= JITTER_STRENGTH_MAX:
+            raise ValueError(f"jitter_strength must be in [0, {JITTER_STRENGTH_MAX}], got {jitter_strength}")
         self.image_size = image_size
         self.jitter_strength = jitter_strength
         # ColorJitter(b, c, s, h) draws each of b, c, s from [max(0, 1 - x), 1 + x] and hue from [-h, h]

@@ -1,7 +1,7 @@
 """Data sets: decoded once into uint8 tensors, cached on disk, held in memory.
 
 Per-image PIL decoding and augmentation in loader workers is what starves a GPU at 32x32 (see
-DESIGN.md), so every data set is decoded exactly once into uint8 tensors [N, 3, S, S] at the run's
+docs/design.md), so every data set is decoded exactly once into uint8 tensors [N, 3, S, S] at the run's
 `image_size`, saved to a cache file per data set, source and size, and kept in a dict for the rest
 of the process. The trainer augments whole batches of these tensors on its device.
 
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from db.config import IMAGE_SUFFIXES, KNOWN_SIZES, PROJECT_ROOT, RunConfig
+from db.datasets import where_to_put
 
 MINI_ASSET = Path(__file__).resolve().parents[1] / "assets" / "cifar10-mini.npz"
 # Bounds on one image file, checked before it is read or decoded: a 1.2 MB PNG can decode to
@@ -457,7 +458,7 @@ def _scan_imagefolder(root: Path) -> _FolderScan:
         if not split_dir.is_dir():
             raise DataError(f"{split_dir} does not exist: imagefolder needs {root}/train/<class>/ and "
                             f"{root}/test/<class>/ with the same class folders")
-        # As db.config.count_imagefolder counts: every sub-folder is a class, files with an image
+        # As db.datasets.count_imagefolder counts: every sub-folder is a class, files with an image
         # suffix are images; hidden files (macOS "._x.jpg" forks) are skipped here, not decoded.
         split_classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
         if not split_classes:
@@ -499,29 +500,23 @@ def _build_imagefolder(scan: _FolderScan, size: int) -> Splits:
 
 
 # ---------------------------------------------------------------------------- torchvision sets
-def _torchvision(cls: Any, root: Path, **kwargs: Any) -> Any:
+def _torchvision(cls: Any, root: Path, dataset: str, **kwargs: Any) -> Any:
     """cls(root, download=True, **kwargs); any failure becomes a DataError that says exactly which
-    file to put where (taken from the class itself: its url, archive name and file list)."""
+    file to put where (db.datasets.where_to_put, the same advice `check_data` gives before a run)."""
     try:
         return cls(str(root), download=True, **kwargs)
     except (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError, pickle.UnpicklingError) as exc:
-        files = [name for name, _ in cls.train_list + cls.test_list]
-        files += [f for f in (getattr(cls, "meta", {}).get("filename"), getattr(cls, "class_names_file", None)) if f]
         raise DataError(
             f"{cls.__name__} is missing or incomplete in {root} and torchvision could not download it "
-            f"({type(exc).__name__}: {exc}). Without internet access, fetch {cls.url} on another machine "
-            f"and put {cls.filename} into {root}/ (it is unpacked on the next run), or unpack it yourself "
-            f"so that {root / cls.base_folder}/ holds {', '.join(files)}. Then run again. (Or use the "
-            f"offline data sets: cifar10-mini, or imagefolder with --data-dir pointing at train/<class>/ "
-            f"and test/<class>/ folders.)"
+            f"({type(exc).__name__}: {exc}). {where_to_put(dataset, root)}"
         ) from exc
 
 
 def _build_cifar10(root: Path, size: int) -> Splits:
     from torchvision.datasets import CIFAR10
 
-    train = _torchvision(CIFAR10, root, train=True)
-    test = _torchvision(CIFAR10, root, train=False)
+    train = _torchvision(CIFAR10, root, "cifar10", train=True)
+    test = _torchvision(CIFAR10, root, "cifar10", train=False)
     splits: Splits = {"classes": list(train.classes)}
     for split, ds in (("train", train), ("test", test)):
         hwc = torch.from_numpy(ds.data)  # uint8 [N, 32, 32, 3]
@@ -537,8 +532,8 @@ def _build_stl10(root: Path, size: int) -> Splits:
 
     # "train+unlabeled" is exactly the pretraining pool, train first (labels 0..9) then unlabeled
     # (label -1); the labelled train split is its head, kept as a view so it is stored only once.
-    pool = _torchvision(STL10, root, split="train+unlabeled")
-    test = _torchvision(STL10, root, split="test")
+    pool = _torchvision(STL10, root, "stl10", split="train+unlabeled")
+    test = _torchvision(STL10, root, "stl10", split="test")
     labels = torch.from_numpy(pool.labels.astype(np.int64))
     images = _fit_batch(torch.from_numpy(pool.data), size)
     del pool

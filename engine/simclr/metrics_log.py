@@ -11,12 +11,9 @@ import time
 from typing import Any
 
 import torch
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
-from db.models import runs
-from db.queries import write_metrics
-from db.session import write_tx
-from db.status import utcnow
+from db.queries import write_progress
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -39,7 +36,6 @@ class MetricLogger:
         self._rows: list[tuple[str, int, float, Any, float]] = []
         self._last_flush = time.monotonic()
         self.progress: dict[str, Any] = {}
-        self.rows_written = 0
 
     def log(self, name: str, value: float | torch.Tensor, step: int, epoch: float) -> None:
         if isinstance(value, torch.Tensor):
@@ -67,18 +63,8 @@ class MetricLogger:
         self._write(rows)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        with write_tx(self.engine) as conn:
-            if conn.dialect.name == "postgresql":
-                # Don't wait for the server's WAL flush (~8 ms a commit, >1% of a fast GPU step).
-                # Only a crash of the database server itself can lose the last fraction of a
-                # second of metric rows; the database stays consistent either way.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            write_metrics(conn, rows)
-            if self.progress:
-                conn.execute(update(runs).where(runs.c.id == self.run_id)
-                             .values(heartbeat_at=utcnow(), **self.progress))
+        write_progress(self.engine, self.run_id, rows, self.progress)
         self.progress = {}
-        self.rows_written += len(rows)
 
 
 def _to_floats(values: list[Any]) -> list[float]:

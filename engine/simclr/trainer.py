@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 
 from db.config import CHECKPOINT_FILE, RunConfig
 from db.identity import database_id
-from db.models import runs
-from db.queries import delete_metrics_after, set_phase, update_run
+from db.queries import delete_metrics_after, record_start, set_phase, update_run
 from db.status import CHECKPOINT, KNN, PROBE, TRAINING
 from engine.simclr import insights
 from engine.simclr.artifacts import save_encoder, write_checkpoint_info
@@ -256,9 +255,8 @@ def train(cfg: RunConfig, ctx: RunContext) -> dict[str, Any]:
                     f"(dropped {dropped} metric rows written after it)")
 
     if main:
-        # The worker's slot label (e.g. the physical GPU) wins over this process's view of it.
-        update_run(ctx.db, ctx.run_id, total_steps=total_steps, device=func.coalesce(runs.c.device, str(device)),
-                   subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
+        record_start(ctx.db, ctx.run_id, total_steps=total_steps, device=str(device),
+                     subset_indices=data.pretrain_indices.tolist() if cfg.subset_size else None)
     logger = MetricLogger(ctx.db, ctx.run_id) if main else SilentLogger()
     summary: dict[str, Any] = {}
     knn_acc = None

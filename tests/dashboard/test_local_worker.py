@@ -18,7 +18,7 @@ from db.queue import register_worker
 
 
 def _sleeper(seconds: float):  # noqa: ANN202
-    return lambda url: [sys.executable, "-c", f"import time; time.sleep({seconds})"]
+    return lambda: [sys.executable, "-c", f"import time; time.sleep({seconds})"]
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001
@@ -48,13 +48,13 @@ def test_starts_one_detached_worker_with_an_idle_exit(db: Engine, enabled: None,
     finally:
         os.killpg(worker.proc.pid, signal.SIGKILL)
     assert _wait(lambda: worker.proc.poll() is not None)
-    command = local_worker.default_command(sqlite_url)
+    command = local_worker.default_command()
     assert command[-2:] == ["--idle-exit", f"{local_worker.LOCAL_IDLE_EXIT_S:g}"]
     assert not hasattr(local_worker, "_stop_all")  # nothing stops it when the server exits
 
 
 def test_a_dead_worker_is_reaped_and_backs_off(db: Engine, enabled: None, sqlite_url: str) -> None:
-    worker = LocalWorker(sqlite_url, lambda url: [sys.executable, "-c", "raise SystemExit(3)"])
+    worker = LocalWorker(sqlite_url, lambda: [sys.executable, "-c", "raise SystemExit(3)"])
     worker.ensure(db)
     proc = worker.proc
     assert _wait(lambda: worker.last_exit is not None)  # the reaper thread waited on it

@@ -7,7 +7,7 @@ import pytest
 from db.baseline import baseline_table
 from db.config import config_from_text
 from db.presets import PRESETS, QUICK_CPU, UnknownPreset, combine
-from db.queue import expand_grid
+from db.sweep import expand_grid
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -8,7 +8,8 @@ from sqlalchemy import text
 from db.config import RunConfig
 from db.migrate import current_revision, head_revision, upgrade
 from db.queries import create_run, delete_metrics_after, metric_rows, write_metrics
-from db.session import SchemaError, make_engine, write_tx
+from db.migrate import SchemaError
+from db.session import make_engine, write_tx
 from db.status import CANCELLED, COMPLETED, QUEUED, RUNNING, IllegalTransition, transition
 
 
@@ -106,6 +107,7 @@ def test_a_database_made_before_migrations_is_adopted_by_upgrade(sqlite_url: str
         conn.execute(text("DROP TABLE lab_meta"))  # what the first version left: runs, metrics, workers
         for column in ("executor", "tags", "note", "phase"):  # added by 0006, 0005 and 0004
             conn.execute(text(f"ALTER TABLE runs DROP COLUMN {column}"))
+        conn.execute(text("ALTER TABLE workers DROP COLUMN stale_after_s"))  # added by 0002
     engine.dispose()
     with pytest.raises(SchemaError, match="no migration history.*db upgrade"):
         make_engine(sqlite_url)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from dashboard import charts
 from db import views
-from db.session import make_engine
+from db.heartbeat import STALE_AFTER_S
+from db.models import workers
+from db.queue import heartbeat, live_workers, register_worker
+from db.session import make_engine, write_tx
 from db.status import utcnow
 from tests.dashboard.dash_helpers import add_metrics, add_run
 
@@ -49,7 +52,7 @@ def test_run_summaries_progress_latest_values_and_dead_runs(engine: Engine) -> N
     live = add_run(engine, status="running", total_steps=40, step=10, heartbeat_age_s=1)
     add_metrics(engine, live, "train/loss", [4.0, 3.5])
     add_metrics(engine, live, "knn/top1", [0.3, 0.35], start_step=5)
-    dead = add_run(engine, status="running", heartbeat_age_s=views.HEARTBEAT_TIMEOUT_S + 5, epochs=4)
+    dead = add_run(engine, status="running", heartbeat_age_s=STALE_AFTER_S + 5, epochs=4)
     add_metrics(engine, dead, "train/loss", [4.0], start_step=20, steps_per_epoch=10)  # epoch 2.0 of 4
     cancelling = add_run(engine, status="running", cancel_requested=True)
     by_id = {r["id"]: r for r in views.run_summaries(engine)}
@@ -62,11 +65,30 @@ def test_run_summaries_progress_latest_values_and_dead_runs(engine: Engine) -> N
 
 def test_display_status_boundaries() -> None:
     now = utcnow()
-    fresh = {"status": "running", "heartbeat_at": now - timedelta(seconds=views.HEARTBEAT_TIMEOUT_S - 1)}
-    stale = {"status": "running", "heartbeat_at": now - timedelta(seconds=views.HEARTBEAT_TIMEOUT_S + 1)}
+    fresh = {"status": "running", "heartbeat_at": now - timedelta(seconds=STALE_AFTER_S - 1)}
+    stale = {"status": "running", "heartbeat_at": now - timedelta(seconds=STALE_AFTER_S + 1)}
     assert views.display_status(fresh, now) == "running"
     assert views.display_status(stale, now) == "dead"
     assert views.display_status({"status": "completed", "heartbeat_at": None}, now) == "completed"
+
+
+def test_dead_uses_the_stale_after_of_the_runs_own_worker(engine: Engine) -> None:
+    """A worker started with --stale-after 300 does not recover a run silent for 100 s: neither does the
+    dashboard call it dead. A run of a worker with the default limit is dead by then."""
+    register_worker(engine, "patient", hostname="h", pid=1, slots=1, devices="cpu", stale_after_s=300.0)
+    register_worker(engine, "default", hostname="h", pid=2, slots=1, devices="cpu")
+    patient = add_run(engine, status="running", worker_id="patient", heartbeat_age_s=100)
+    default = add_run(engine, status="running", worker_id="default", heartbeat_age_s=100)
+    by_id = {r["id"]: r for r in views.run_summaries(engine)}
+    assert by_id[patient]["display_status"] == "running" and by_id[default]["display_status"] == "dead"
+    # The same limit decides which workers count as alive (the dashboard's local-worker check).
+    for worker_id in ("patient", "default"):
+        heartbeat(engine, worker_id, [])
+    with write_tx(engine) as conn:
+        conn.execute(update(workers).values(heartbeat_at=utcnow() - timedelta(seconds=100)))
+    assert [w["id"] for w in live_workers(engine)] == ["patient"]
+    # ... and which the Workers page calls alive or lost.
+    assert {w["id"]: w["state"] for w in views.workers_overview(engine)} == {"patient": "alive", "default": "lost"}
 
 
 def test_sweeps_and_run_timings_of_completed_single_attempt_runs(engine: Engine) -> None:

@@ -6,7 +6,7 @@ importing torch costs seconds per child; these tests exercise the same database 
 real trainer (heartbeat, metric rows, cancel at a step boundary, one final transition) in
 milliseconds. Tests that must cover the real path use `python -m engine worker` instead.
 
-    python tests/engine/jobs/queue_support.py run RUN_ID          (URL in SIMCLR_DB, like the real child)
+    python tests/engine/jobs/queue_support.py run RUN_ID --attempt N   (URL in SIMCLR_DB, like the real child)
     python tests/engine/jobs/queue_support.py worker --db URL [worker flags]
 
 A run's name picks its behaviour: "exit=N" exits with code N at once, leaving the run running;
@@ -36,8 +36,8 @@ from db.session import make_engine, write_tx  # noqa: E402
 from db.status import COMPLETED, CANCELLED, RUNNING, transition, utcnow  # noqa: E402
 
 
-def command(run_id: int) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "run", str(run_id)]
+def command(run_id: int, attempt: int) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "run", str(run_id), "--attempt", str(attempt)]
 
 
 def options(name: str | None) -> dict[str, str]:

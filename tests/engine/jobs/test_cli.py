@@ -32,6 +32,20 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
     assert list_runs(make_engine(sqlite_url)) == []
 
 
+@pytest.mark.parametrize("command", ["train", "submit"])
+def test_a_data_set_that_is_absent_offline_is_refused_before_anything_is_written(
+        sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        command: str) -> None:
+    # Before: queued (or created) and failed 11 s later, when torchvision's download timed out.
+    monkeypatch.setenv("SIMCLR_OFFLINE", "1")
+    root = tmp_path / "cifar"
+    assert main(["--db", sqlite_url, command, "--dataset", "cifar10", "--data-dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"cifar10 is not in {root} and cannot be downloaded" in err and "(flag --dataset)" in err
+    assert f"put cifar-10-python.tar.gz into {root}/" in err
+    assert list_runs(make_engine(sqlite_url)) == []
+
+
 def test_train_then_list(sqlite_url: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["--db", sqlite_url, "train", *TINY, "--name", "tiny", "--no-progress"]) == 0
     out = capsys.readouterr().out

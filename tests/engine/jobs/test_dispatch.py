@@ -88,9 +88,10 @@ def test_job_request_follows_the_run_device() -> None:
     assert gpus_for(tiny_config(device="auto"), cluster_has_gpus=False) == 0
     assert gpus_for(tiny_config(device="cuda"), cluster_has_gpus=False) == 1
     assert gpus_for(tiny_config(device="auto", devices=2, batch_size=32), cluster_has_gpus=True) == 2
-    assert job_entrypoint(7, tiny_config()) == "python -m engine execute 7"
-    assert job_entrypoint(7, tiny_config(devices=2)) == ("python -m torch.distributed.run --standalone "
-                                                         "--nproc-per-node=2 --max-restarts=0 -m engine execute 7")
+    assert job_entrypoint(7, 2, tiny_config()) == "python -m engine execute 7 --attempt 2"
+    assert job_entrypoint(7, 2, tiny_config(devices=2)) == ("python -m torch.distributed.run --standalone "
+                                                            "--nproc-per-node=2 --max-restarts=0 -m engine execute 7 "
+                                                            "--attempt 2")
     assert job_env("sqlite:///x.db", "ray:x", gpus=2, cpus=4, processes=2)["SIMCLR_NUM_THREADS"] == "2"
     env = job_env("postgresql+psycopg://u:pw@db/simclr", "ray:x", gpus=0, cpus=3)
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["SIMCLR_NUM_THREADS"] == "3"
@@ -123,7 +124,7 @@ def test_each_queued_run_becomes_one_job_and_ends_with_it(sqlite_url: str) -> No
     d.tick()
     assert len(jobs.submitted) == 4
     by_run = {int(re.search(r"run(\d+)-", s["sid"])[1]): s for s in jobs.submitted}
-    assert by_run[ids[0]]["entrypoint"] == f"python -m engine execute {ids[0]}"
+    assert by_run[ids[0]]["entrypoint"] == f"python -m engine execute {ids[0]} --attempt 1"
     assert [by_run[i]["num_gpus"] for i in ids] == [1, 1, 1, 0]  # auto on a GPU cluster; cpu
     run = get_run(engine, ids[0])
     assert run["worker_id"] == "ray:" + by_run[ids[0]]["sid"] and run["attempts"] == 1
@@ -264,7 +265,7 @@ def test_a_job_that_starts_after_its_claim_was_given_up_leaves_the_run_alone(
     [run_id] = create_runs(engine, [tiny_config()])
     queue.claim_next(engine, "ray:simclr-run1-attempt2-0123abcd", "ray")  # the run's current claim
     monkeypatch.setenv("SIMCLR_CLAIM", "ray:simclr-run1-attempt1-0123abcd")  # an older attempt's job
-    assert main(["--db", sqlite_url, "execute", str(run_id)]) == 0
+    assert main(["--db", sqlite_url, "execute", str(run_id), "--attempt", "1"]) == 0
     assert "no longer claimed by ray:simclr-run1-attempt1-0123abcd" in capsys.readouterr().out
     run = get_run(engine, run_id)
     assert run["status"] == RUNNING and run["worker_id"] == "ray:simclr-run1-attempt2-0123abcd"
@@ -398,7 +399,7 @@ def test_ray_killed_job_process_is_requeued_and_resumed(pg_url: str, ray_head, t
                    every_s=0.05)
         claim = get_run(engine, run_id)["worker_id"]
         [child] = [p for p in psutil.process_iter(["cmdline"])
-                   if (p.info["cmdline"] or [])[-3:] == ["engine", "execute", str(run_id)] and environ(p).get(
+                   if (p.info["cmdline"] or [])[-5:-2] == ["engine", "execute", str(run_id)] and environ(p).get(
                        "SIMCLR_CLAIM") == claim]
         child.kill()
         assert proc.wait(timeout=300) == 0, log.read_text()

@@ -19,10 +19,11 @@ from sqlalchemy import text
 
 from tests.engine.jobs import queue_support
 from db import queue
-from db.config import RunConfig
+from db.config import RunConfig, run_dir
 from db.identity import database_id
 from db.queries import create_runs, get_run, list_runs, metric_rows
-from db.session import SchemaError, make_engine
+from db.migrate import SchemaError
+from db.session import make_engine
 from db.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from engine.jobs.cli import main
 from engine.jobs.worker import Worker, device_problem, launch_env, max_devices, plan_slots, slots_for, visible_gpus
@@ -175,7 +176,7 @@ def test_worker_survives_crashing_runs_and_says_why_they_failed(engine, sqlite_u
 def test_a_run_that_cannot_start_is_failed_not_fatal(engine, sqlite_url: str, tiny_cfg: RunConfig) -> None:
     [run_id] = add_runs(engine, tiny_cfg, [None], retries=0)
     worker = in_process_worker(sqlite_url)
-    worker.command = lambda rid: ["/nonexistent/python", str(rid)]
+    worker.command = lambda rid, attempt: ["/nonexistent/python", str(rid)]
     assert worker.run() == 0
     run = get_run(engine, run_id)
     assert run["status"] == FAILED and run["error"].startswith("could not start the run process")
@@ -245,7 +246,7 @@ def test_second_sigterm_stops_now_and_requeues_without_charging_a_retry(engine, 
 def test_kill_9_worker_takes_its_runs_down_and_a_restart_recovers_them(engine, sqlite_url: str,
                                                                        tiny_cfg: RunConfig) -> None:
     [run_id] = add_runs(engine, tiny_cfg, ["steps=40"])
-    env = {"STAND_IN_STEP_S": "0.05"}
+    env = {"STAND_IN_STEP_S": "0.05", "SIMCLR_HEARTBEAT_S": "0.5"}  # --stale-after 2 needs beats this fast
     proc = start_worker(sqlite_url, "--poll", "0.1", "--stale-after", "2", stand_in=True, env=env)
     wait_until(lambda: get_run(engine, run_id)["step"] >= 5, 60, "the run to make progress")
     pid = get_run(engine, run_id)["pid"]
@@ -339,8 +340,52 @@ def test_the_stand_in_speaks_the_same_protocol_as_the_real_child() -> None:
     # Guard against the stand-in drifting from the real command line shape.
     from engine.jobs.worker import execute_command
 
-    assert execute_command(5) == [sys.executable, "-m", "engine", "execute", "5"]
-    assert queue_support.command(5)[-2:] == ["run", "5"]
+    assert execute_command(5, 2) == [sys.executable, "-m", "engine", "execute", "5", "--attempt", "2"]
+    assert queue_support.command(5, 2)[-4:] == ["run", "5", "--attempt", "2"]
+
+
+@pytest.mark.parametrize("value", ["0", "nan", "-5", "inf", "1"])
+def test_stale_after_below_a_few_heartbeats_is_refused(sqlite_url: str, value: str,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    # `--stale-after 0` once requeued and failed a healthy run of another worker within a second.
+    assert main(["--db", sqlite_url, "worker", "--devices", "cpu", "--stale-after", value, "--exit-when-idle"]) == 2
+    err = capsys.readouterr().err
+    assert "--stale-after must be a number of seconds >= 15 (3 heartbeats of 5 s)" in err and value in err
+
+
+def test_a_refused_stale_after_touches_no_run(engine, sqlite_url: str, tiny_cfg: RunConfig) -> None:
+    [run_id] = add_runs(engine, tiny_cfg, [None])
+    queue.claim_next(engine, "other-worker", "cpu")
+    with pytest.raises(ValueError, match="--stale-after"):
+        Worker(sqlite_url, slots=plan_slots("cpu", 1, []), stale_after_s=0.0)
+    run = get_run(engine, run_id)
+    assert run["status"] == RUNNING and run["worker_id"] == "other-worker"
+
+
+def test_a_worker_stores_its_stale_after(engine, sqlite_url: str) -> None:
+    worker = Worker(sqlite_url, slots=plan_slots("cpu", 1, []), stale_after_s=300.0, exit_when_idle=True,
+                    log=lambda m: None)
+    assert worker.run() == 0
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT stale_after_s FROM workers WHERE id = :id"), {"id": worker.id}).scalar()
+    assert stored == 300.0
+
+
+def test_delete_cli(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: pytest.CaptureFixture) -> None:
+    a, b = add_runs(engine, tiny_cfg, [None, None])
+    queue.claim_next(engine, "w", "cpu")  # a: running, heartbeat fresh
+    folder = run_dir(b, database_id(engine))
+    folder.mkdir(parents=True)
+    (folder / "log.txt").write_text("log")
+    assert main(["--db", sqlite_url, "delete", str(a), str(b), "999"]) == 1
+    out = capsys.readouterr().out
+    assert f"run {a} is running: cancel it first" in out and "run 999 does not exist" in out
+    assert f"deleted run {b} with metrics, log and checkpoints" in out
+    assert get_run(engine, b) is None and not folder.exists() and get_run(engine, a)["status"] == RUNNING
+    queue.request_cancel(engine, a)
+    queue.finish_attempt(engine, a, "w", 1, -9)  # its process died: cancelled
+    assert main(["--db", sqlite_url, "delete", str(a)]) == 0
+    assert get_run(engine, a) is None
 
 
 # ------------------------------------------------------------------------------ database identity
@@ -373,7 +418,7 @@ def test_a_run_process_refuses_a_database_that_is_not_its_workers(sqlite_url: st
     run_id = add_runs(engine, RunConfig(), [None])[0]
     assert queue.claim_next(engine, "w", "cpu")["id"] == run_id
     monkeypatch.setenv("SIMCLR_DB_ID", "f" * 32)
-    assert main(["--db", sqlite_url, "execute", str(run_id)]) == 3
+    assert main(["--db", sqlite_url, "execute", str(run_id), "--attempt", "1"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"not {'f' * 32}" in err
     assert get_run(engine, run_id)["status"] == RUNNING  # untouched: it is not this process's database

@@ -263,6 +263,11 @@ def test_seeded_generator_is_deterministic() -> None:
 def test_invalid_arguments_raise() -> None:
     with pytest.raises(ValueError, match="jitter_strength"):
         BatchedAugment(32, jitter_strength=3.0)
+    # The config's largest value is accepted: RunConfig and the augmentation share one limit.
+    from db.config import JITTER_STRENGTH_MAX, RunConfig
+
+    top = RunConfig(jitter_strength=JITTER_STRENGTH_MAX).jitter_strength
+    assert BatchedAugment(32, jitter_strength=top).jitter_strength == top
     with pytest.raises(ValueError, match="image_size"):
         BatchedAugment(0)
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):

@@ -24,7 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
-from db.config import PROJECT_ROOT, ConfigError, RunConfig
+from db.config import PROJECT_ROOT, RunConfig
+from db.datasets import DOWNLOADS, check_data
 from engine.simclr import data
 from engine.simclr.data import DataError, load_dataset, stratified_subset
 
@@ -220,8 +221,8 @@ def test_cache_key_follows_the_files(tmp_path: Path, fresh_cache: Path) -> None:
 
 # ============================================================================ imagefolder
 def test_missing_image_folder_is_named(tmp_path: Path, fresh_cache: Path) -> None:
-    with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "nope"))):
-        folder_cfg(tmp_path / "nope")
+    [problem] = check_data(folder_cfg(tmp_path / "nope"))  # refused before a run is queued
+    assert problem.field == "data_dir" and str(tmp_path / "nope") in problem.message
     root = make_folder(tmp_path / "imgs")
     cfg = folder_cfg(root)
     shutil.rmtree(root / "test")
@@ -373,6 +374,17 @@ def test_cifar10_offline_says_where_to_put_the_files(tmp_path: Path, fresh_cache
     # Following the advice works: the archive placed by hand is unpacked without a download.
     shutil.copy(fake_cifar10, root / "cifar-10-python.tar.gz")
     assert load_dataset(cfg).train_images.shape == (10, 3, 32, 32)
+
+
+def test_download_table_matches_torchvision() -> None:
+    """db.datasets checks for (and tells users to fetch) the files torchvision itself expects."""
+    from torchvision.datasets import CIFAR10, STL10
+
+    for name, cls in (("cifar10", CIFAR10), ("stl10", STL10)):
+        d = DOWNLOADS[name]
+        expected = [n for n, _ in cls.train_list + cls.test_list]
+        expected += [f for f in (getattr(cls, "meta", {}).get("filename"), getattr(cls, "class_names_file", None)) if f]
+        assert (d.url, d.archive, d.folder, list(d.files)) == (cls.url, cls.filename, cls.base_folder, expected)
 
 
 def fake_stl10(root: Path, n_train: int = 4, n_unlabeled: int = 6, n_test: int = 3) -> None:

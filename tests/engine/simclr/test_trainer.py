@@ -13,6 +13,7 @@ from db.config import CHECKPOINT_INFO_FILE, ENCODER_FILE, ENCODER_INFO_FILE, INS
 from db.identity import database_id
 from db.queries import count_metrics, create_run, get_run, metric_rows
 from db.session import make_engine, write_tx
+from db.queue import claim_next, create_and_claim
 from db.status import RUNNING, transition
 from engine.simclr.checkpoint import load_checkpoint
 from engine.simclr.loss import nt_xent
@@ -22,10 +23,8 @@ from tests.conftest import tiny_config
 
 
 def claimed_run(db, cfg: RunConfig) -> int:  # noqa: ANN001
-    run_id = create_run(db, cfg)
-    with write_tx(db) as conn:
-        transition(conn, run_id, RUNNING, worker_id="test")
-    return run_id
+    """A new run claimed by worker "test": its attempt 1."""
+    return create_and_claim(db, cfg, "test")["id"]
 
 
 def _recording_phases(monkeypatch: pytest.MonkeyPatch, on_phase=None) -> list[str]:  # noqa: ANN001
@@ -57,7 +56,7 @@ def test_one_epoch_writes_the_expected_metrics_and_summary(sqlite_url: str, monk
     cfg = tiny_config(epochs=2, device=device, compile="off")
     run_id = claimed_run(db, cfg)
     assert get_run(db, run_id)["phase"] == "starting"  # claimed, loading data
-    assert execute_run(db, run_id, log=lambda m: None) == "completed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "completed"
     # The phases as the dashboard reads them, in order.
     assert seen == ["training", "kNN", "checkpoint"] * 2 + ["linear probe"]
 
@@ -146,7 +145,7 @@ def test_cancel_request_in_the_database_ends_the_run_cancelled(sqlite_url: str) 
     from db.queue import request_cancel
 
     request_cancel(db, run_id)  # running: sets the flag; the first heartbeat sees it
-    assert execute_run(db, run_id, log=lambda m: None) == "cancelled"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "cancelled"
     run = get_run(db, run_id)
     assert run["status"] == "cancelled" and run["step"] < 50 * 2
 
@@ -164,7 +163,7 @@ def test_nan_loss_fails_with_a_clear_message(sqlite_url: str, monkeypatch: pytes
     monkeypatch.setattr(trainer, "nt_xent", diverging)
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config(epochs=3))
-    assert execute_run(db, run_id, log=lambda m: None) == "failed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "failed"
     error = get_run(db, run_id)["error"]
     assert error == "train/loss became NaN at epoch 2 step 3; try a lower learning rate"
 
@@ -179,7 +178,7 @@ def test_any_other_exception_fails_the_run_with_one_line(sqlite_url: str, monkey
     monkeypatch.setattr(trainer, "load_dataset", broken)
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config())
-    assert execute_run(db, run_id, log=lambda m: None) == "failed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "failed"
     assert get_run(db, run_id)["error"] == "ValueError: disk on fire"
     assert "Traceback" in capsys.readouterr().err
 
@@ -195,17 +194,20 @@ def test_a_run_must_be_claimed_first(sqlite_url: str) -> None:
     db = make_engine(sqlite_url)
     run_id = create_run(db, tiny_config())
     with pytest.raises(RuntimeError, match="is queued, not running"):
-        execute_run(db, run_id)
+        execute_run(db, run_id, 1)
 
 
 def test_reference_backend_trains(sqlite_url: str) -> None:
     db = make_engine(sqlite_url)
     run_id = claimed_run(db, tiny_config(augment_backend="reference"))
-    assert execute_run(db, run_id, log=lambda m: None) == "completed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "completed"
 
 
-def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A process whose run was requeued and claimed elsewhere stops and does not touch its status."""
+@pytest.mark.parametrize("new_claimant", ["other-worker", "test"])
+def test_a_run_taken_over_by_another_claim_is_left_alone(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                         new_claimant: str) -> None:
+    """A process whose run was requeued and claimed again stops and does not touch its status: by
+    another worker, or by its own worker as a new attempt (the claim is worker and attempt)."""
     import engine.jobs.runner as runner
     from db.status import QUEUED
 
@@ -217,11 +219,22 @@ def test_a_run_taken_over_by_another_worker_is_left_alone(sqlite_url: str, monke
         if step == 2:  # a stale-run sweep requeues it; another worker claims it
             with write_tx(db) as conn:
                 transition(conn, run_id, QUEUED, expect=RUNNING)
-                transition(conn, run_id, RUNNING, expect=QUEUED, worker_id="other-worker")
+            claim_next(db, new_claimant, None, run_id=run_id)
 
-    assert execute_run(db, run_id, on_step=take_over, log=lambda m: None) == "running"
+    assert execute_run(db, run_id, 1, on_step=take_over, log=lambda m: None) == "running"
     run = get_run(db, run_id)
-    assert run["status"] == "running" and run["worker_id"] == "other-worker" and run["step"] < 400
+    assert run["status"] == "running" and run["worker_id"] == new_claimant and run["step"] < 400
+    assert run["attempts"] == 2
+
+
+def test_a_run_whose_data_is_gone_fails_before_training_naming_it(sqlite_url: str, tmp_path: Path) -> None:
+    """The run's process checks the data as the form and the CLI did (it may have been removed since,
+    or never been on this worker's machine) and fails with that message, not a traceback."""
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, RunConfig(dataset="imagefolder", data_dir=str(tmp_path / "gone"), batch_size=2))
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "failed"
+    error = get_run(db, run_id)["error"]
+    assert error.startswith("data_dir: ") and str(tmp_path / "gone" / "train") in error
 
 
 def test_the_seed_code_settings_and_the_seed_probe_run_end_to_end(sqlite_url: str) -> None:
@@ -236,7 +249,7 @@ def test_the_seed_code_settings_and_the_seed_probe_run_end_to_end(sqlite_url: st
                                                                                  "cosine_per_epoch")
     run_id = claimed_run(db, cfg)
     logs: list[str] = []
-    assert execute_run(db, run_id, log=logs.append) == "completed"
+    assert execute_run(db, run_id, 1, log=logs.append) == "completed"
     run = get_run(db, run_id)
     assert 0.0 <= run["linear_top1"] <= 1.0 and run["linear_loss"] > 0
     assert any("linear probe (seed)" in m for m in logs)
@@ -258,7 +271,7 @@ def test_a_new_database_on_the_same_runs_folder_never_trains_on_another_runs_wei
     assert old_run == new_run == 1  # ids restart in every database...
     old_dir, new_dir = run_dir(old_run, database_id(old)), run_dir(new_run, database_id(new))
     assert old_dir != new_dir  # ...folders do not
-    assert execute_run(old, old_run, log=lambda m: None) == "completed"
+    assert execute_run(old, old_run, 1, log=lambda m: None) == "completed"
     assert Path(get_run(old, old_run)["checkpoint_path"]).parent == old_dir
     # Finished: the weights stay, the optimizer state (as large again) is dropped.
     state = load_checkpoint(old_dir / "checkpoint.pt")
@@ -266,7 +279,7 @@ def test_a_new_database_on_the_same_runs_folder_never_trains_on_another_runs_wei
     # Even a checkpoint copied into the new run's folder is refused, with the way out named.
     new_dir.mkdir(parents=True)
     (new_dir / "checkpoint.pt").write_bytes((old_dir / "checkpoint.pt").read_bytes())
-    assert execute_run(new, new_run, log=lambda m: None) == "failed"
+    assert execute_run(new, new_run, 1, log=lambda m: None) == "failed"
     error = get_run(new, new_run)["error"]
     assert f"belongs to run 1 of database {database_id(old)}" in error and "discard" in error
     assert "weights_only" not in error
@@ -279,9 +292,9 @@ def test_keeping_the_optimizer_state_is_asked_for_by_environment(sqlite_url: str
     db = make_engine(sqlite_url)
     seen: list[bool] = []
     monkeypatch.setattr(runner, "train", lambda cfg, ctx: seen.append(ctx.keep_optimizer_state) or {})
-    assert execute_run(db, claimed_run(db, tiny_config()), log=lambda m: None) == "completed"
+    assert execute_run(db, claimed_run(db, tiny_config()), 1, log=lambda m: None) == "completed"
     monkeypatch.setenv("SIMCLR_KEEP_OPTIMIZER_STATE", "1")
-    assert execute_run(db, claimed_run(db, tiny_config()), log=lambda m: None) == "completed"
+    assert execute_run(db, claimed_run(db, tiny_config()), 1, log=lambda m: None) == "completed"
     assert seen == [False, True]
 
 
@@ -302,7 +315,7 @@ def test_a_failing_final_status_write_is_retried_not_left_running(sqlite_url: st
     monkeypatch.setattr(runner, "train", lambda cfg, ctx: {"final_loss": 1.0})  # the write is what is tested
     monkeypatch.setattr(runner, "transition", disk_full_twice)
     monkeypatch.setattr(runner, "FINAL_WRITE_DELAYS_S", (0.0, 0.0, 0.0))
-    assert execute_run(db, run_id, log=lambda m: None) == "completed"
+    assert execute_run(db, run_id, 1, log=lambda m: None) == "completed"
     assert get_run(db, run_id)["status"] == "completed" and len(calls) == 3
 
 
