@@ -265,8 +265,10 @@ def test_baseline_grid_watch_cancel_compare(server: Server, browser_page) -> Non
 # 30 steps on tiny images: long enough to stop the server mid-run, short enough to wait for.
 OUTLIVE = ["--dataset", "synthetic", "--image-size", "16", "--stem", "imagenet", "--projection-dim", "16",
            "--batch-size", "32", "--subset-size", "320", "--epochs", "3", "--eval-every", "3", "--knn-k", "10"]
-# One short epoch, then a kNN pass over 1,200 images at 64 px: seconds of evaluation to cancel in.
-EVAL_HEAVY = ["--dataset", "synthetic", "--image-size", "64", "--stem", "imagenet", "--projection-dim", "16",
+# One short epoch, then a kNN pass over 1,200 images at 64 px through the cifar stem (no early
+# down-sampling): 16 s of evaluation to cancel in on this 2-core machine. With the imagenet stem the
+# pass took 1.2 s, and on a quicker machine it ended before the run's page had loaded (CI, stop 13).
+EVAL_HEAVY = ["--dataset", "synthetic", "--image-size", "64", "--stem", "cifar", "--projection-dim", "16",
               "--batch-size", "32", "--subset-size", "32", "--epochs", "1", "--knn-k", "10"]
 CANCEL_WITHIN_S = 5.0
 
@@ -285,6 +287,13 @@ def _run(server: Server, run_id: int) -> dict:
             return dict(conn.execute(select(runs).where(runs.c.id == run_id)).mappings().one())
     finally:
         engine.dispose()
+
+
+def _phase_is(server: Server, run_id: int, phase: str) -> bool:
+    """True once the run is in `phase`; fails at once if the run ended first (no 5-minute wait)."""
+    run = _run(server, run_id)
+    assert run["status"] in ("queued", "running"), f"run {run_id} ended ({run['status']}) before its {phase} phase"
+    return run["phase"] == phase
 
 
 def test_runs_outlive_the_server_and_cancel_in_evaluation_takes_seconds(server: Server, browser_page,
@@ -324,8 +333,7 @@ def test_runs_outlive_the_server_and_cancel_in_evaluation_takes_seconds(server: 
     _shot(page, "10-runs-running-phase-eta")
     page.goto(f"{server.url}/run?run={heavy}")
     page.get_by_text(re.compile(r"Status:\s*running")).wait_for()
-    wait_until(lambda: _run(server, heavy)["phase"] == "kNN", RUN_TIMEOUT_S, "the kNN evaluation to begin",
-               every_s=0.1)
+    wait_until(lambda: _phase_is(server, heavy, "kNN"), RUN_TIMEOUT_S, "the kNN evaluation to begin", every_s=0.1)
     _shot(page, "11-run-detail-knn")
     started = time.monotonic()
     page.get_by_role("button", name="Cancel", exact=True).click()
