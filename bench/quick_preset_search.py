@@ -32,6 +32,7 @@ import torch
 
 from quality import features, knn, random_init_encoder  # bench/quality.py: this script's folder is on sys.path
 from db.config import RunConfig, config_from_text, run_dir
+from db.identity import database_id
 from db.queries import create_run
 from db.session import make_engine, write_tx
 from db.status import RUNNING, transition
@@ -84,7 +85,7 @@ def run_trial(spec: str, db_url: str, max_minutes: float) -> dict:
         if time.process_time() - cpu_start > max_minutes * 60 * CORES:
             cancel.set()
 
-    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id), cancel=cancel, on_step=on_step, log=log)
+    ctx = RunContext(db=db, run_id=run_id, run_dir=run_dir(run_id, database_id(db)), cancel=cancel, on_step=on_step, log=log)
     finished = True
     try:
         summary = train(cfg, ctx)

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from db.config import ConfigError, RunConfig, run_dir
 from db.datasets import check_data
-from db.heartbeat import HEARTBEAT_S
+from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S
 from db.identity import ENV_VAR, DatabaseChanged, Identity, identify, verify
 from db.queries import get_run
 from db.queue import beat_run, cancel_requested
@@ -211,6 +211,12 @@ def _final_write(db: Engine, run_id: int, claim: str | None, attempt: int, statu
             return status
         except Exception as e:  # noqa: BLE001 — full disk, read-only or unreachable database
             if delay is None:
+                # Nothing more can be written here. The run's heartbeat has stopped, so the database
+                # tells the truth without us: the run shows as dead once its stale limit passes, and
+                # the next live worker requeues it (db.queue.recover_stale) to resume from its checkpoint.
+                log(f"could not record run {run_id} as {status} ({str(e).splitlines()[0]}): it will show "
+                    f"as dead after {STALE_AFTER_S:g} s without a heartbeat, and a live worker will requeue "
+                    "it to resume from its last checkpoint")
                 raise
             log(f"could not record run {run_id} as {status} ({str(e).splitlines()[0]}); retrying in {delay:g} s")
             time.sleep(delay)

@@ -124,3 +124,40 @@ def test_database_faults_are_one_line_from_the_cli(tmp_path: Path, capsys: pytes
     assert main(["--db", f"sqlite:///{corrupt}", "runs"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "file is not a database" in err and str(corrupt) in err
+
+
+def test_a_read_only_database_is_one_line_and_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from engine.jobs.cli import main
+
+    path = tmp_path / "lab.db"
+    make_engine(f"sqlite:///{path}").dispose()
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"  # what a read-only file or mount gives
+    assert main(["--db", read_only, "submit", "--dataset", "synthetic", "--epochs", "1"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "readonly database" in err and "cannot be used" in err, err
+    assert main(["--db", read_only, "runs"]) == 0  # reading still works
+
+
+def test_a_full_database_refuses_a_sweep_whole_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """SQLite's own "database or disk is full" (a page limit stands in for the disk): one line, and
+    not one run of the sweep written (all of a sweep, or none of it)."""
+    from sqlalchemy import Engine, event
+
+    from engine.jobs.cli import main
+
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    make_engine(url).dispose()
+
+    def no_room(dbapi_conn, _record) -> None:  # noqa: ANN001
+        dbapi_conn.execute("PRAGMA max_page_count = 1")  # cannot shrink below its size: no page more
+
+    event.listen(Engine, "connect", no_room)
+    try:
+        code = main(["--db", url, "submit", "--dataset", "synthetic", "--epochs", "1",
+                     "--grid", "seed=" + ",".join(str(i) for i in range(1, 201))])
+    finally:
+        event.remove(Engine, "connect", no_room)
+    err = capsys.readouterr().err
+    assert code == 3 and err.count("\n") == 1 and "full" in err, err
+    with make_engine(url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM runs").scalar() == 0

@@ -319,6 +319,38 @@ def test_a_failing_final_status_write_is_retried_not_left_running(sqlite_url: st
     assert get_run(db, run_id)["status"] == "completed" and len(calls) == 3
 
 
+def test_a_final_status_that_cannot_be_written_leaves_a_dead_run_a_worker_requeues(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full for good, no worker around (a foreground `train`): the run must not stay `running`
+    for ever. Its heartbeat has stopped, so it shows as dead after the stale limit, and the next live
+    worker requeues it; the process says so in its last line."""
+    from datetime import timedelta
+
+    import engine.jobs.runner as runner
+    from db import views
+    from db.heartbeat import STALE_AFTER_S
+    from db.queue import recover_stale
+    from db.status import utcnow
+
+    db = make_engine(sqlite_url)
+    run_id = claimed_run(db, tiny_config())
+    said: list[str] = []
+
+    def disk_full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "database or disk is full")
+
+    monkeypatch.setattr(runner, "train", lambda cfg, ctx: {"final_loss": 1.0})
+    monkeypatch.setattr(runner, "transition", disk_full)
+    monkeypatch.setattr(runner, "FINAL_WRITE_DELAYS_S", (0.0,))
+    with pytest.raises(OSError, match="full"):
+        execute_run(db, run_id, 1, log=said.append)
+    assert "will show as dead" in said[-1] and "requeue" in said[-1], said
+    later = utcnow() + timedelta(seconds=STALE_AFTER_S + 1)
+    assert views.run_summaries(db, ids=[run_id], now=later)[0]["display_status"] == "dead"
+    assert [o for o in recover_stale(db, now=later)], "no worker requeued it"
+    assert get_run(db, run_id)["status"] == "queued"
+
+
 @pytest.mark.parametrize("phase, missing, probe", [("kNN", "knn/top1", "lbfgs"),
                                                     ("linear probe", "linear/top1", "lbfgs"),
                                                     ("linear probe", "linear/top1", "seed")])
