@@ -24,13 +24,12 @@ import time
 from datetime import timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from db.config import RunConfig
+from db.queries import create_runs, get_run, metric_rows
+from db.session import make_engine
+from db.status import FINISHED
 
-from db.config import RunConfig  # noqa: E402
-from db.queries import create_runs, get_run, metric_rows  # noqa: E402
-from db.session import make_engine  # noqa: E402
-from db.status import FINISHED  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = dict(dataset="synthetic", image_size=8, encoder="resnet18", stem="imagenet", projection_dim=8,
             batch_size=16, subset_size=16, epochs=1, eval_every=1, knn_k=5, device="cpu")

@@ -138,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checks", nargs="+", choices=("quick", "probes", "gpu"))
     parser.add_argument("--data-dir", help="CIFAR-10 folder for the gpu check (default data/cifar10)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="probes without quick: the encoder of this quick-cpu run's checkpoint.pt (e.g. the "
+                             "one a previous `quick` left under /tmp/bench-quality-*/runs/) instead of random init")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     os.environ.setdefault("SIMCLR_RUNS_DIR", str(workdir / "runs"))
@@ -148,7 +151,10 @@ def main() -> None:
     if "probes" in args.checks:
         if cfg is None:
             cfg = config_from_text({**PRESETS[QUICK_CPU].values, "device": "cpu"})
-            encoder, what = random_init_encoder(cfg), "a random-init encoder"
+            if args.checkpoint:
+                encoder, what = trained_encoder(cfg, {"checkpoint_path": args.checkpoint}), f"{args.checkpoint}"
+            else:
+                encoder, what = random_init_encoder(cfg), "a random-init encoder"
         check_probes(cfg, encoder, what)
     if "gpu" in args.checks:
         check_gpu(workdir, args.data_dir)

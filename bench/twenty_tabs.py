@@ -1,7 +1,7 @@
 """Twenty tabs on the Runs page while runs train: how fast does each tab show its table and new
 points, and what does the polling cost the server?
 
-    python bench/twenty_tabs.py [--tabs 20] [--seconds 60] [--runs 4] [--fake-training]
+    python bench/twenty_tabs.py [--tabs 20] [--seconds 60] [--runs 4] [--fake-training] [--hidden 15]
 
 Starts the dashboard (`python -m dashboard`, loopback only, its own database and runs folder in a
 temporary folder, no local worker), queues `--runs` small CPU runs and starts one worker with that
@@ -13,7 +13,12 @@ Prints, per the issue's goals:
 - first table: seconds from opening a tab to its runs table being drawn (goal: every tab < 3 s);
 - staleness: every 0.5 s, how long the newest train/loss point in the database has been missing
   from a tab's loss chart (goal: < 2 s in every tab, i.e. a new point shows within 2 s);
-- server CPU: the dashboard process's CPU time over the watch window, in cores (goal: < 0.5).
+- server CPU: the dashboard process's CPU time over the watch window, in cores (goal: < 0.5);
+- bytes the server sent each tab per second (Chromium's DevTools count of websocket frames): an
+  unchanged element travels as a reference to the browser's copy, so this is what changed.
+Then a second window of the same length with `--hidden` of the tabs hidden (document.visibilityState,
+as when a person switches tabs): server CPU again, and bytes to hidden and to visible tabs. A hidden
+tab asks for no redraw (dashboard/poll.py), so the CPU should fall with the share of tabs hidden.
 Everything is bounded: a fixed number of tabs, a fixed window, all processes stopped at the end.
 """
 
@@ -103,13 +108,30 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+HIDE = """state => {
+  Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def count_bytes(page) -> list[int]:  # noqa: ANN001
+    """A counter of the bytes the server sends this tab over its websocket (DevTools' own count)."""
+    counter = [0]
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.on("Network.webSocketFrameReceived", lambda e: counter.__setitem__(0, counter[0] + len(e["response"]["payloadData"])))
+    return counter
+
+
 def watch(pages: list, opened: list[float], first_table: list[float | None], staleness: list[list[float]],
-          seen: list[tuple[float, float]], end: float) -> None:
+          seen: list[tuple[float, float]], end: float, skip: frozenset[int] = frozenset()) -> None:
     """Every 0.5 s (or as fast as a loaded machine allows): which tabs show a table, and how far
-    each tab's loss chart is behind the database."""
+    each tab's loss chart is behind the database (tabs in `skip`, hidden ones, are not looked at)."""
     while time.monotonic() < end:
         tick = time.monotonic()
         for i, page in enumerate(pages):
+            if i in skip:
+                continue
             if first_table[i] is None and page.query_selector('[data-testid="stDataFrame"]'):
                 first_table[i] = time.monotonic() - opened[i]
             try:
@@ -130,9 +152,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--fake-training", action="store_true",
                     help="write the runs' metric rows from this script instead of training them")
+    ap.add_argument("--hidden", type=int, default=15, help="tabs hidden in the second window (0: no second window)")
     args = ap.parse_args()
-    if not (1 <= args.tabs <= 50 and 5 <= args.seconds <= 600 and 1 <= args.runs <= 8):
-        raise SystemExit("--tabs 1..50, --seconds 5..600, --runs 1..8")
+    if not (1 <= args.tabs <= 50 and 5 <= args.seconds <= 600 and 1 <= args.runs <= 8 and 0 <= args.hidden < args.tabs):
+        raise SystemExit("--tabs 1..50, --seconds 5..600, --runs 1..8, --hidden 0..tabs-1")
 
     from playwright.sync_api import sync_playwright
 
@@ -180,9 +203,10 @@ def main() -> int:
             warm.goto(f"{url}/runs")
             warm.wait_for_selector('[data-testid="stDataFrame"]', timeout=180_000)
             warm.close()
-            pages, opened = [], []
+            pages, opened, received = [], [], []
             for _ in range(args.tabs):
                 page = context.new_page()
+                received.append(count_bytes(page))
                 opened.append(time.monotonic())
                 page.goto(f"{url}/runs", wait_until="commit")
                 pages.append(page)
@@ -191,11 +215,26 @@ def main() -> int:
             cpu0, wall0 = sum(server_ps.cpu_times()[:2]), time.monotonic()
             staleness: list[list[float]] = [[] for _ in pages]
             end = wall0 + args.seconds
+            sent0 = [c[0] for c in received]
+            hidden = frozenset(range(args.tabs - args.hidden, args.tabs))
+            window2 = None
             try:
                 watch(pages, opened, first_table, staleness, seen, end)
+                cpu1, wall1 = sum(server_ps.cpu_times()[:2]), time.monotonic()
+                sent1 = [c[0] for c in received]
+                if hidden:
+                    for i in hidden:
+                        pages[i].evaluate(HIDE, "hidden")
+                    staleness2: list[list[float]] = [[] for _ in pages]
+                    watch(pages, opened, first_table, staleness2, seen, wall1 + args.seconds, skip=hidden)
+                    cpu2, wall2 = sum(server_ps.cpu_times()[:2]), time.monotonic()
+                    sent2 = [c[0] for c in received]
+                    window2 = (cpu2 - cpu1) / (wall2 - wall1), staleness2, [(b - a) / (wall2 - wall1)
+                                                                           for a, b in zip(sent1, sent2)]
             except KeyboardInterrupt:
                 print("interrupted: the figures below cover the window until then")
-            cpu1, wall1 = sum(server_ps.cpu_times()[:2]), time.monotonic()
+                cpu1, wall1 = sum(server_ps.cpu_times()[:2]), time.monotonic()
+                sent1 = [c[0] for c in received]
             try:
                 browser.close()
             except Exception:  # noqa: BLE001 — interrupted mid-call
@@ -222,7 +261,18 @@ def main() -> int:
           f"max {max(loaded) if loaded else float('nan'):.1f} s; within 3 s: {sum(t <= 3 for t in loaded)}")
     print(f"staleness of the loss chart (worst per tab): median {statistics.median(worst):.1f} s, "
           f"max {max(worst):.1f} s; tabs always within 2 s: {sum(w <= 2 for w in worst)}/{args.tabs}")
-    print(f"server CPU: {(cpu1 - cpu0) / (wall1 - wall0):.2f} cores over {wall1 - wall0:.0f} s")
+    cores1 = (cpu1 - cpu0) / (wall1 - wall0)
+    rate1 = [(b - a) / (wall1 - wall0) for a, b in zip(sent0, sent1)]
+    print(f"server CPU: {cores1:.2f} cores over {wall1 - wall0:.0f} s")
+    print(f"bytes sent per tab: median {statistics.median(rate1) / 1000:.1f} kB/s, max {max(rate1) / 1000:.1f} kB/s")
+    if window2:
+        cores2, staleness2, rate2 = window2
+        shown = [i for i in range(args.tabs) if i not in hidden]
+        worst2 = [max(staleness2[i]) if staleness2[i] else float("nan") for i in shown]
+        print(f"with {len(hidden)} of {args.tabs} tabs hidden: server CPU {cores2:.2f} cores "
+              f"({cores2 / cores1:.2f}x all visible); bytes per hidden tab: max {max(rate2[i] for i in hidden) / 1000:.2f} kB/s, "
+              f"per visible tab: median {statistics.median(rate2[i] for i in shown) / 1000:.1f} kB/s; "
+              f"visible tabs' worst staleness: max {max(worst2):.1f} s")
     return 0
 
 

@@ -65,8 +65,11 @@ def checkpoint_section(run: dict[str, Any]) -> None:
     ckpt = under_runs(run.get("checkpoint_path"))
     c1, c2 = st.columns(2)
     if ckpt:
-        c1.markdown(f"**Checkpoint** (model, optimizer, scheduler, RNG: to resume): "
-                    f"{file_line(ckpt, _json(run_id, CHECKPOINT_INFO_FILE))}")
+        # A completed run's checkpoint was slimmed to its weights (engine/simclr/trainer.py), unless
+        # its worker ran with SIMCLR_KEEP_OPTIMIZER_STATE=1.
+        what = ("model weights; the optimizer state was dropped on completion unless kept"
+                if run["status"] == "completed" else "model, optimizer, scheduler, RNG: to resume")
+        c1.markdown(f"**Checkpoint** ({what}): {file_line(ckpt, _json(run_id, CHECKPOINT_INFO_FILE))}")
         # Read when asked, not on every redraw (checkpoints are large); a new epoch's checkpoint is a new file.
         prepared_download("detail_checkpoint", f"checkpoint ({ckpt.stat().st_size / 1e6:.1f} MB)", ckpt.read_bytes,
                           file_name=f"run-{run_id}-checkpoint.pt", mime="application/octet-stream",

@@ -26,12 +26,14 @@ from db.status import KNN, PROBE, RUNNING, STARTING
 # Forward cost per 32x32 image in GMAC (docs/design.md); scales with the pixel count.
 GMAC_AT_32 = {("resnet18", "cifar"): 0.56, ("resnet18", "imagenet"): 0.037,
               ("resnet50", "cifar"): 1.30, ("resnet50", "imagenet"): 0.084}
-# Sustained training FLOP/s when no finished run says better, deliberately modest. CUDA: the goal in
-# docs/design.md of a CIFAR-10 epoch (100,000 views) of RN18-cifar in 4 s on an H100 is ~8e13; CPU: about 70%
-# of the ~1.5e11 the engine's step reached on the 2-core test machine (BENCHMARKS.md, training
-# throughput: 312 images/s x 0.037 GMAC with the imagenet stem, 24 images/s x 0.56 GMAC with the
-# cifar stem), so that a first CPU run is not promised sooner than it ends.
-ASSUMED_FLOPS = {"cuda": 8e13, "cpu": 1e11}
+# Sustained training FLOP/s when no finished run says better, by device kind and stem. CUDA: the goal
+# in docs/design.md of a CIFAR-10 epoch (100,000 views) of RN18-cifar in 4 s on an H100 is ~8e13,
+# deliberately modest; CPU: what the engine's step reached on the 2-core test machine, quiet
+# (BENCHMARKS.md: 24 images/s x 0.56 GMAC x 12 with the cifar stem = 1.6e11; the quick preset's
+# imagenet stem ran 482 images/s x 0.037 x 12 = 2.1e11, rounded down). At one modest 1e11 for both
+# the form promised the quick preset's 7 minutes as 16.
+ASSUMED_FLOPS = {("cuda", "cifar"): 8e13, ("cuda", "imagenet"): 8e13,
+                 ("cpu", "cifar"): 1.6e11, ("cpu", "imagenet"): 1.9e11}
 # One training image = 2 views x (forward + backward ~ 3 forwards) x 2 FLOP per MAC.
 TRAIN_FLOPS_PER_GMAC = 2 * 3 * 2 * 1e9
 # Evaluation embeds one view, forward only: ~1/6 of a training image.
@@ -140,7 +142,7 @@ def parts(cfg: RunConfig, history: Sequence[Mapping[str, Any]], kind: str) -> Pa
         # Calibrated model: the FLOP rate the finished runs on this device kind achieved.
         rates = [v * _gmac(RunConfig.from_dict(r["config"])) * TRAIN_FLOPS_PER_GMAC
                  for r in on_kind for v in [_trained_ips(r)] if v]
-        flops = _median(rates) or ASSUMED_FLOPS[kind]
+        flops = _median(rates) or ASSUMED_FLOPS[kind, cfg.stem]
         ips = flops / (_gmac(cfg) * TRAIN_FLOPS_PER_GMAC)
         basis = (f"model calibrated on {len(rates)} finished run{'s' if len(rates) != 1 else ''} on {kind}"
                  if rates else f"rough: FLOP count on {kind}, no finished run to measure")

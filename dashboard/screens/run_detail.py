@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, annotate, artifacts_view, charts, device_use, insights_view, live, nav
+from dashboard import actions, annotate, artifacts_view, charts, device_use, insights_view, live, nav, poll
 from dashboard.common import fmt_duration, fmt_time, get_engine, md_plain, plain_heading, run_label
 from dashboard.files import under_runs
 from dashboard.launch_form import value_text
@@ -120,7 +120,9 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _live(run_id: int) -> None:
+def _live(run_id: int, active: bool) -> None:
+    if active:  # a finished run's page does not poll
+        poll.every(live.REFRESH_EVERY_S, key=f"run_detail_poll_{run_id}")
     engine = get_engine()
     found = views.run_summaries(engine, ids=[run_id])
     if not found:
@@ -187,7 +189,7 @@ def render() -> None:
 
     active = run["status"] in (QUEUED, RUNNING)
     st.session_state[f"run_detail_live_{run_id}"] = active
-    st.fragment(_live, run_every=live.REFRESH_EVERY_S if active else None)(run_id)
+    st.fragment(_live)(run_id, active)
     artifacts_view.checkpoint_section(run)
     insights_view.section(run)
 

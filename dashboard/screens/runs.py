@@ -1,8 +1,8 @@
 """Runs: every run with its status, phase, progress and ETA, actions, and live curves of the selected runs.
 
 The filters and the column chooser sit outside the live fragment (changing them reruns the page);
-the table, the actions and the curves sit inside it and redraw every ~1.5 s without rerunning the
-rest of the page. Each action says what it did; an action that cannot apply to the selection is
+the table, the actions and the curves sit inside it and redraw every ~1.5 s while the tab is visible
+(dashboard/poll.py), without rerunning the rest of the page. Each action says what it did; an action that cannot apply to the selection is
 disabled (cancel: only queued or running runs; resume: failed, cancelled or dead ones; delete and
 discard checkpoints: runs that are not live).
 """
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from dashboard import actions, charts, live, nav, run_filter, run_table
+from dashboard import actions, charts, live, nav, poll, run_filter, run_table
 from dashboard.common import get_engine, md_plain, run_label
 from db import views
 from db.config import runs_root
@@ -51,9 +51,10 @@ def render() -> None:
     live_section(tuple(statuses), sweep, tuple(columns), view)
 
 
-@st.fragment(run_every=live.REFRESH_EVERY_S)
+@st.fragment
 def live_section(statuses: tuple[str, ...], sweep: str, columns: tuple[str, ...],
                  view: run_filter.View = run_filter.View()) -> None:
+    poll.every(live.REFRESH_EVERY_S, key="runs_poll")  # redraws while the tab is visible
     engine = get_engine()
     runs = live.run_summaries(engine, statuses, sweep)  # one query per SHARE_S for every open tab
     runs = run_filter.apply(runs, view)

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import pandas as pd
 import streamlit as st
 
-from dashboard import device_use, live, nav
+from dashboard import device_use, live, nav, poll
 from dashboard.common import fmt_duration, fmt_time, get_engine, run_label
 from db import views
 from db.heartbeat import STALE_AFTER_S
@@ -37,8 +37,9 @@ def queue_frame(queued: Sequence[dict[str, Any]]) -> pd.DataFrame:
                                        "attempts", "open"])
 
 
-@st.fragment(run_every=REFRESH_S)
+@st.fragment
 def live_section() -> None:
+    poll.every(REFRESH_S, key="workers_poll")
     engine = get_engine()
     found = views.workers_overview(engine)
     alive = [w for w in found if w["state"] == views.WORKER_ALIVE]

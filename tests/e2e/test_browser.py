@@ -156,6 +156,14 @@ def _points(page, run_id: int) -> int:  # noqa: ANN001
         }""", f"#{run_id}")
 
 
+def _set_visibility(page, state: str) -> None:  # noqa: ANN001
+    """What the browser does when a person switches tabs: document.visibilityState and its event."""
+    page.evaluate("""state => {
+        Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", state)
+
+
 def _table_rows(table) -> list[dict[str, str]]:  # noqa: ANN001
     """The rows of a st.table as {column: text}; the index columns (data subset, batch) included."""
     header = [h.strip() for h in table.locator("thead tr").last.locator("th").all_inner_texts()]
@@ -228,6 +236,18 @@ def test_baseline_grid_watch_cancel_compare(server: Server, browser_page) -> Non
     _shot(page, "05-runs-live")
     wait_until(lambda: _points(page, long) > first, 120, f"run {long}'s loss curve to gain points", every_s=0.25)
     _shot(page, "06-runs-more-points")
+
+    # A hidden tab asks the server for nothing; shown again, it asks at once and its curve goes on.
+    requests = lambda: page.evaluate("() => window.simclrLabPollRequests || 0")  # noqa: E731
+    assert requests() > 0
+    _set_visibility(page, "hidden")
+    before = requests()
+    page.wait_for_timeout(4000)  # more than two redraw periods
+    assert requests() == before, "a hidden tab kept polling"
+    points = _points(page, long)
+    _set_visibility(page, "visible")
+    wait_until(lambda: requests() > before, 1, "the tab to ask for a redraw on being shown", every_s=0.05)
+    wait_until(lambda: _points(page, long) > points, 30, f"run {long}'s curve to go on once shown", every_s=0.25)
 
     # Cancel it from its detail page (deep link): it stops at its next step and ends cancelled.
     page.goto(f"{server.url}/run?run={long}")

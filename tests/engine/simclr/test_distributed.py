@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from db.config import RunConfig
-from engine.simclr.distributed import DataParallel, gather_with_grad, sharded_nt_xent
+from engine.simclr.distributed import DataParallel, sharded_nt_xent
 from engine.simclr.loss import nt_xent
 from engine.simclr.trainer import _batches
 

@@ -89,10 +89,23 @@ def test_baseline_code_probe_learns_and_reports_means_over_whole_test_batches() 
     loss, acc = baseline_code_probe(xtr, ytr, xte, yte, epochs=50)  # 100 Adam steps at 3e-4
     assert acc == 1.0 and loss < 0.5
     assert baseline_code_probe(xtr, ytr, xte, yte, epochs=1)[1] < 0.9  # it was the training that did it
-    # Only the first whole batch of the test set counts (drop_last): spoil the 44 after it.
+
+
+
+def test_baseline_code_probe_scores_one_whole_batch_drawn_from_every_class() -> None:
+    """Stored by class (as cifar10-mini and image folders are), the test set's tail is one class.
+    The probe scores whole batches only (drop_last: 256 of 300 here), as the seed's does, but drawn
+    in a seeded random order: the tail class is scored too, not dropped whole."""
+    xtr, ytr = clustered(150, 4, 128, 0.5, 0)
+    xte, yte = clustered(75, 4, 128, 0.5, 1)
+    by_class = torch.argsort(yte, stable=True)
+    xte, yte = xte[by_class], yte[by_class]  # the last 75 are all class 3
     spoiled = xte.clone()
-    spoiled[256:] = -spoiled[256:] * 10
-    assert baseline_code_probe(xtr, ytr, spoiled, yte, epochs=50) == (loss, acc)
+    spoiled[256:] = -spoiled[256:] * 10  # the 44 that drop_last would drop in stored order
+    _, acc = baseline_code_probe(xtr, ytr, spoiled, yte, epochs=50)
+    wrong = round((1 - acc) * 256)
+    assert abs((1 - acc) * 256 - wrong) < 1e-4  # a mean over one whole batch of 256, not over 300
+    assert 0 < wrong <= 44  # some of the tail was scored (in stored order none would be)
 
 
 def test_baseline_code_probe_uses_raw_features_and_its_own_generator() -> None:
