@@ -43,6 +43,10 @@ def streamlit_command(environ: Mapping[str, str], extra: list[str]) -> list[str]
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address,
             "--server.port", environ.get("SIMCLR_PORT") or "8501", "--server.headless", "true",
             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+            # Streamlit runs a full gc.collect(2) after every script run, fragment redraws included:
+            # profiled with py-spy under 20 open Runs tabs it was 39 % of the server's CPU, the largest
+            # single cost (BENCHMARKS.md, twenty tabs). Python's own collector still runs as usual.
+            "--runner.postScriptGC", "false",
             *(f"--server.allowedHosts={h}" for h in hosts), *extra]
 
 

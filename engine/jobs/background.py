@@ -51,7 +51,7 @@ def local_workers(db_url: str | None) -> list[dict[str, Any]]:
 
 def _forwarded_flags(args: argparse.Namespace) -> list[str]:
     flags = ["--idle-exit", f"{args.idle_exit if args.idle_exit is not None else LOCAL_IDLE_EXIT_S:g}",
-             "--stale-after", f"{args.stale_after:g}", "--poll", f"{args.poll:g}"]
+             "--stale-after", f"{args.stale_after:g}", "--poll", f"{args.poll:g}", "--nice", str(args.nice)]
     if args.slots is not None:
         flags += ["--slots", str(args.slots)]
     if args.devices:

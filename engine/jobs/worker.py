@@ -210,20 +210,40 @@ def device_problem(wanted: str, slot: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------- child processes
-def _die_with_parent_fn() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGKILL the child when the worker dies (PR_SET_PDEATHSIG)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
+# Run processes start this much nicer than the worker: on a machine whose cores the runs fill, the
+# dashboard, the shell and the worker's own heartbeats still get a core at once. Measured with
+# bench/twenty_tabs.py (BENCHMARKS.md): with 4 CPU runs at nice 0, twenty tabs waited a median 64 s
+# for their first table. Nothing is lost when the machine is otherwise idle (niceness only decides
+# who waits), nor on a GPU run, whose process mostly waits for the device.
+RUN_NICE = 10
+
+
+def check_nice(value: int) -> int:
+    if not 0 <= value <= 19:
+        raise ValueError(f"--nice must be 0 (as the worker) to 19 (only idle cores), got {value}")
+    return value
+
+
+def _child_preexec_fn(nice: int) -> Callable[[], None] | None:
+    """A preexec_fn that lowers the child's priority by `nice` and asks Linux to SIGKILL it when
+    the worker dies (PR_SET_PDEATHSIG)."""
+    libc = None
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            libc = None
+    if libc is None and not nice:
         return None
     parent = os.getpid()
 
     def preexec() -> None:
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the worker died before prctl took effect
-            os._exit(1)
+        if nice:
+            os.nice(nice)
+        if libc is not None:
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the worker died before prctl took effect
+                os._exit(1)
 
     return preexec
 
@@ -239,9 +259,10 @@ def _kill_group(pid: int) -> None:
 class Worker:
     def __init__(self, db_url: str | None = None, *, slots: list[Slot], stale_after_s: float = STALE_AFTER_S,
                  poll_s: float = 1.0, heartbeat_s: float = HEARTBEAT_S, cancel_grace_s: float = CANCEL_GRACE_S,
-                 exit_when_idle: bool = False, idle_exit_s: float | None = None,
+                 exit_when_idle: bool = False, idle_exit_s: float | None = None, nice: int = RUN_NICE,
                  command: CommandFn = execute_command, log: Callable[[str], None] | None = None):
         check_stale_after(stale_after_s)  # before anything starts: a bad limit must not touch the queue
+        check_nice(nice)
         self.url = db_url or default_url()
         self.engine = make_engine(self.url)  # refuses an outdated schema with the `db upgrade` hint
         self.identity = identify(self.engine)  # checked every heartbeat: a swapped database stops the worker
@@ -259,7 +280,8 @@ class Worker:
         self.stop_now = False  # kill the runs, requeue them, exit
         self._reported: str | None = None
         self._last_beat = self._last_recover = float("-inf")
-        self._die_with_parent = _die_with_parent_fn()
+        self.nice = nice
+        self._child_preexec = _child_preexec_fn(nice)
 
     # ---------------------------------------------------------------- public
     def run(self) -> int:
@@ -423,7 +445,7 @@ class Worker:
             command = with_processes(self.command(run_id, attempt), devices)
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    preexec_fn=self._die_with_parent)
+                                    preexec_fn=self._child_preexec)
         except OSError as e:  # full disk, unwritable runs folder, missing interpreter: this run's problem only
             if log_file is not None:
                 log_file.close()
@@ -538,6 +560,9 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
                              f"(default {STALE_AFTER_S:g}; at least a few heartbeats of {HEARTBEAT_S:g} s)")
     parser.add_argument("--poll", type=float, default=1.0, metavar="S",
                         help="seconds between looks at the queue (default 1)")
+    parser.add_argument("--nice", type=int, default=RUN_NICE, metavar="N",
+                        help=f"run processes start N steps nicer than the worker, so the dashboard and shell stay "
+                             f"responsive while runs fill the cores (default {RUN_NICE}; 0 to 19)")
     parser.add_argument("--exit-when-idle", "--once", dest="exit_when_idle", action="store_true",
                         help="exit once nothing is queued or running (scripts and tests)")
     parser.add_argument("--idle-exit", type=float, default=None, metavar="S",
@@ -560,7 +585,8 @@ def worker_from_args(args: argparse.Namespace, *, command: CommandFn = execute_c
     wants_gpu = args.devices is None or "cuda" in args.devices
     slots = plan_slots(args.devices, args.slots, visible_gpus() if wants_gpu else [], threads=threads)
     return Worker(args.db, slots=slots, stale_after_s=args.stale_after, poll_s=args.poll,
-                  exit_when_idle=args.exit_when_idle, idle_exit_s=args.idle_exit, command=command, log=log)
+                  exit_when_idle=args.exit_when_idle, idle_exit_s=args.idle_exit, nice=args.nice, command=command,
+                  log=log)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ milliseconds. Tests that must cover the real path use `python -m engine worker` 
 
 A run's name picks its behaviour: "exit=N" exits with code N at once, leaving the run running;
 "hang" sleeps forever without heartbeating; "steps=N" writes N steps (default 5); "env" writes
-its CUDA_VISIBLE_DEVICES and SIMCLR_NUM_THREADS into the log (each process of a run with
+its CUDA_VISIBLE_DEVICES, SIMCLR_NUM_THREADS and niceness into the log (each process of a run with
 devices > 1 does; process 0 alone then does the rest). STAND_IN_STEP_S sets the sleep per
 step (default 0.01).
 """
@@ -56,7 +56,7 @@ def run(run_id: int) -> int:
     if "env" in opts:
         print(f"rank {rank} of {os.environ.get('WORLD_SIZE', '1')}: "
               f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} "
-              f"SIMCLR_NUM_THREADS={os.environ.get('SIMCLR_NUM_THREADS')!r}", flush=True)
+              f"SIMCLR_NUM_THREADS={os.environ.get('SIMCLR_NUM_THREADS')!r} nice={os.nice(0)}", flush=True)
     if rank > 0:
         return 0  # as in the real child, process 0 speaks for the run
     steps, pause = int(opts.get("steps", 5)), float(os.environ.get("STAND_IN_STEP_S", "0.01"))

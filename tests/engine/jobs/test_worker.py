@@ -131,6 +131,24 @@ def test_children_get_their_device_and_thread_share(engine, sqlite_url: str, tin
     assert "rank 0 of 1: CUDA_VISIBLE_DEVICES='' SIMCLR_NUM_THREADS='3'" in Path(get_run(engine, run_id)["log_path"]).read_text()
 
 
+@pytest.mark.parametrize("nice", [None, 0, 5])
+def test_run_processes_start_nicer_than_the_worker(engine, sqlite_url: str, tiny_cfg: RunConfig,
+                                                   nice: int | None) -> None:
+    """So the dashboard and the shell keep a core while CPU runs fill the machine (default +10)."""
+    from engine.jobs.worker import RUN_NICE
+
+    [run_id] = add_runs(engine, tiny_cfg, ["env"])
+    in_process_worker(sqlite_url, **({} if nice is None else {"nice": nice})).run()
+    expected = min(19, os.nice(0) + (RUN_NICE if nice is None else nice))
+    assert f"nice={expected}" in Path(get_run(engine, run_id)["log_path"]).read_text()
+
+
+@pytest.mark.parametrize("value", ["-1", "20"])
+def test_a_nice_out_of_range_is_refused(sqlite_url: str, value: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--db", sqlite_url, "worker", "--devices", "cpu", "--nice", value, "--exit-when-idle"]) == 2
+    assert f"--nice must be 0 (as the worker) to 19 (only idle cores), got {value}" in capsys.readouterr().err
+
+
 def test_a_run_over_two_gpus_gets_two_different_free_gpus(engine, sqlite_url: str) -> None:
     two, one = RunConfig(dataset="synthetic", batch_size=16, devices=2), RunConfig(dataset="synthetic", batch_size=16)
     big, small = add_runs(engine, two, ["env steps=2"]) + add_runs(engine, one, ["env steps=2"])
