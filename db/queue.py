@@ -454,6 +454,39 @@ def worker_stopped(engine: Engine, worker_id: str) -> None:
         conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=utcnow()))
 
 
+DISPATCHER_DEVICES = "ray "  # prefix of a Ray dispatcher's `devices` in the workers table
+
+
+def largest_run_served(workers: Sequence[Mapping[str, Any]]) -> int | None:
+    """The most devices one run may ask for and still be taken by one of `workers` (rows of
+    live_workers); None when any size is: a CPU slot runs a run of any size as processes, and a Ray
+    dispatcher's jobs wait for their GPUs in Ray."""
+    most = 0
+    for w in workers:
+        devices = (w["devices"] or "").split(",")
+        if w["devices"].startswith(DISPATCHER_DEVICES) or "cpu" in devices:
+            return None
+        most = max(most, len(set(devices)))  # slots on one GPU repeat its name: distinct GPUs count
+    return most
+
+
+def unservable(runs: Sequence[Mapping[str, Any]], workers: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Ids of the queued `runs` that ask for more devices than any live worker of `workers` has:
+    they wait until a bigger worker starts (claim_next passes them over, silently)."""
+    most = largest_run_served(workers)
+    if most is None or not workers:
+        return []
+    return [r["id"] for r in runs if r["status"] == QUEUED and ((r.get("config") or {}).get("devices") or 1) > most]
+
+
+def too_big_message(run_ids: Sequence[int], most: int | None) -> str:
+    """What the dashboard and `submit` say of runs that no live worker can take (see unservable)."""
+    which = f"run{'s' if len(run_ids) > 1 else ''} {', '.join(map(str, run_ids))}"
+    return (f"{which} ask{'' if len(run_ids) > 1 else 's'} for more GPUs than any live worker has (at most {most} "
+            "each): queued until a worker with that many starts (`python -m engine worker --devices "
+            "cuda:0,cuda:1,...`) or a Ray dispatcher; cancel to drop")
+
+
 def live_workers(engine: Engine) -> list[dict[str, Any]]:
     """Workers that have not stopped and heartbeated within their own --stale-after (the dashboard,
     and its check whether a local worker is needed)."""

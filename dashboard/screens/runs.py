@@ -17,7 +17,7 @@ from dashboard import actions, charts, live, nav, poll, run_filter, run_table
 from dashboard.common import get_engine, md_plain, run_label
 from db import views
 from db.config import runs_root
-from db.queue import live_workers
+from db.queue import largest_run_served, live_workers, too_big_message, unservable
 from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
 from db.status import QUEUED, RUNNING
 
@@ -91,9 +91,14 @@ def _discard(selected: list[int]) -> None:
 
 
 def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
-    if any(r["status"] == QUEUED for r in runs) and not live_workers(get_engine()):
+    if not any(r["status"] == QUEUED for r in runs):
+        return
+    workers = live_workers(get_engine())
+    if not workers:
         st.warning("Runs are queued but no worker is alive. Start one with `python -m engine worker --detach` "
                    "(the dashboard starts one itself unless SIMCLR_NO_LOCAL_WORKER=1).")
+    elif stuck := unservable(runs, workers):
+        st.warning(f"{too_big_message(stuck, largest_run_served(workers))}.")
 
 
 def _cancel(selected: list[int]) -> None:

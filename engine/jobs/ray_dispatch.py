@@ -60,7 +60,7 @@ from db.queries import get_run, update_run
 from db.heartbeat import HEARTBEAT_S, STALE_AFTER_S, check_stale_after
 from db.identity import ENV_VAR as DB_ID_VAR
 from db.identity import database_id
-from db.queue import CLAIM_ENV, RAY_CLAIM_PREFIX
+from db.queue import CLAIM_ENV, DISPATCHER_DEVICES, RAY_CLAIM_PREFIX
 from db.session import default_url, make_engine
 from db.status import RUNNING, utcnow
 from engine.jobs.launch import with_processes
@@ -69,7 +69,6 @@ from engine.jobs.worker import on_stop_signals
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 CANCEL_GRACE_S = 60.0
 CLUSTER_INFO_EVERY_S = 30.0
-DISPATCHER_DEVICES = "ray "  # prefix of a dispatcher's `devices` in the workers table
 # Not shipped with a job: the environment, run folders, data sets, outputs, history.
 RUNTIME_EXCLUDES = ["/.venv", "/runs/", "/data/", "/artifacts/", "/.git", "__pycache__/", "*.pyc",
                     "/.pytest_cache/"]

@@ -232,6 +232,23 @@ def test_cancel_queued_running_finished_and_missing(engine, make_runs) -> None:
 
 
 # ----------------------------------------------------------------------------------------- workers
+def test_a_run_bigger_than_every_live_worker_is_named_not_left_waiting_silently(engine, tiny_cfg: RunConfig) -> None:
+    from db.views import run_summaries
+
+    four, two, one = create_runs(engine, [tiny_cfg.replace(devices=4), tiny_cfg.replace(devices=2), tiny_cfg])
+    queue.register_worker(engine, "gpus", hostname="h", pid=1, slots=3, devices="cuda:0,cuda:0,cuda:1")
+    workers = queue.live_workers(engine)
+    assert queue.largest_run_served(workers) == 2  # two slots on cuda:0 are still one GPU
+    assert queue.unservable(run_summaries(engine), workers) == [four]
+    assert "run 1 asks for more GPUs than any live worker has (at most 2 each)" in queue.too_big_message([four], 2)
+    # A CPU slot runs a run of any size (as processes), and Ray places a dispatcher's jobs itself.
+    for devices in ("cpu", f"{queue.DISPATCHER_DEVICES}http://head:8265"):
+        queue.register_worker(engine, devices, hostname="h", pid=2, slots=1, devices=devices)
+        assert queue.unservable(run_summaries(engine), queue.live_workers(engine)) == []
+        queue.worker_stopped(engine, devices)
+    assert queue.unservable(run_summaries(engine), []) == []  # no worker at all: said elsewhere
+
+
 def test_worker_registry_and_heartbeat(engine, make_runs) -> None:
     (a,) = make_runs()
     queue.register_worker(engine, "host:1:0", hostname="host", pid=1, slots=2, devices="cuda:0,cuda:1")

@@ -188,6 +188,17 @@ def test_empty_database_points_to_launch(app, db: Engine) -> None:
     assert any("No runs here yet" in t for t in texts(at, "info"))
 
 
+def test_a_run_no_live_worker_has_the_gpus_for_is_pointed_out(app, db: Engine) -> None:
+    from db.queue import register_worker
+
+    register_worker(db, "gpu-box", hostname="h", pid=1, slots=2, devices="cuda:0,cuda:1")
+    big = add_run(db, devices=4)
+    add_run(db, devices=2)
+    at = app("runs")
+    [warning] = [w for w in texts(at, "warning") if "more GPUs" in w]
+    assert f"run {big} asks for more GPUs than any live worker has (at most 2 each)" in warning
+
+
 def test_dead_run_folder_path_outside_runs_root_is_left_alone(app, db: Engine, tmp_path: Path) -> None:
     outside = tmp_path / "precious.txt"
     outside.write_text("keep me")

@@ -298,6 +298,17 @@ def test_submit_one_run(engine, sqlite_url: str, tiny_cfg: RunConfig, capsys: py
         (QUEUED, "one", 32, 3, None)
 
 
+def test_submit_says_when_no_live_worker_has_enough_gpus(engine, sqlite_url: str, tiny_cfg: RunConfig,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    queue.register_worker(engine, "gpu-box", hostname="h", pid=1, slots=2, devices="cuda:0,cuda:1")
+    assert main(["--db", sqlite_url, "submit", *tiny_flags(tiny_cfg), "--batch-size", "32", "--devices", "4"]) == 0
+    [run] = list_runs(engine)
+    err = capsys.readouterr().err
+    assert f"warning: run {run['id']} asks for more GPUs than any live worker has (at most 2 each)" in err, err
+    assert main(["--db", sqlite_url, "submit", *tiny_flags(tiny_cfg), "--batch-size", "32", "--devices", "2"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_submit_grid_enqueues_the_product_as_one_sweep(engine, sqlite_url: str, tiny_cfg: RunConfig,
                                                        capsys: pytest.CaptureFixture) -> None:
     queue.register_worker(engine, "box:7:0", hostname="box", pid=7, slots=1, devices="cpu")
