@@ -21,13 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from dashboard.estimate import estimate
+from db import views
+from db.config import RunConfig
+from db.queries import create_run, get_run
+from db.session import make_engine
 
-from dashboard.estimate import estimate  # noqa: E402
-from db import views  # noqa: E402
-from db.config import RunConfig  # noqa: E402
-from db.queries import create_run, get_run  # noqa: E402
-from db.session import make_engine  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = dict(dataset="synthetic", stem="imagenet", projection_dim=16, knn_k=10, device="cpu")
 # (image size, batch, subset, epochs, eval_every): what changes between runs of a sweep.
