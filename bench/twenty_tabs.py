@@ -2,7 +2,7 @@
 points, and what does the polling cost the server?
 
     python bench/twenty_tabs.py [--tabs 20] [--seconds 60] [--runs 4] [--fake-training] [--hidden 15]
-                                [--open-every 1] [--browser-nice 5]
+                                [--open-every 1] [--browser-nice 5] [--run-nice N]
 
 Starts the dashboard (`python -m dashboard`, loopback only, its own database and runs folder in a
 temporary folder, no local worker), queues `--runs` small CPU runs and starts one worker with that
@@ -201,6 +201,8 @@ def main() -> int:
     ap.add_argument("--hidden", type=int, default=15, help="tabs hidden in the second window (0: no second window)")
     ap.add_argument("--open-every", type=float, default=1.0, metavar="S", help="seconds between opening two tabs")
     ap.add_argument("--browser-nice", type=int, default=5, metavar="N", help="niceness of Chromium (0 to 19)")
+    ap.add_argument("--run-nice", type=int, default=None, metavar="N",
+                    help="the worker's --nice for the runs' processes (default: the worker's own default)")
     args = ap.parse_args()
     if not (1 <= args.tabs <= 50 and 5 <= args.seconds <= 600 and 1 <= args.runs <= 8 and 0 <= args.hidden < args.tabs
             and 0 <= args.open_every <= 10 and 0 <= args.browser_nice <= 19):
@@ -231,8 +233,9 @@ def main() -> int:
             claim_next(engine, "bench", "cpu", run_id=r)
         threads.append(threading.Thread(target=fake_training, args=(db_url, run_ids, stop), daemon=True))
     else:
+        nice = [] if args.run_nice is None else ["--nice", str(args.run_nice)]
         procs.append(subprocess.Popen([sys.executable, "-m", "engine", "worker", "--devices", "cpu",
-                                       "--slots", str(args.runs)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                       "--slots", str(args.runs), *nice], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.STDOUT, start_new_session=True))
     server = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=tmp, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.STDOUT, start_new_session=True)

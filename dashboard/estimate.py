@@ -139,9 +139,11 @@ def parts(cfg: RunConfig, history: Sequence[Mapping[str, Any]], kind: str) -> Pa
     if ips:
         basis = f"measured: {len(same_train)} finished run{'s' if len(same_train) != 1 else ''} like it on {kind}"
     else:
-        # Calibrated model: the FLOP rate the finished runs on this device kind achieved.
+        # Calibrated model: the FLOP rate the finished runs on this device kind achieved, with the
+        # same stem where there are such runs (the stems reach different rates: ASSUMED_FLOPS).
+        same_stem = [r for r in on_kind if (r["config"] or {}).get("stem") == cfg.stem]
         rates = [v * _gmac(RunConfig.from_dict(r["config"])) * TRAIN_FLOPS_PER_GMAC
-                 for r in on_kind for v in [_trained_ips(r)] if v]
+                 for r in (same_stem or on_kind) for v in [_trained_ips(r)] if v]
         flops = _median(rates) or ASSUMED_FLOPS[kind, cfg.stem]
         ips = flops / (_gmac(cfg) * TRAIN_FLOPS_PER_GMAC)
         basis = (f"model calibrated on {len(rates)} finished run{'s' if len(rates) != 1 else ''} on {kind}"

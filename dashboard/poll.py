@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-# setTimeout, not setInterval: the next tick is planned after this one was asked for, so a slow
-# server is never sent a queue of redraw requests. The script is called again whenever Streamlit
-# re-renders the component; the returned clean-up ends the previous timer first.
+# A chain of setTimeout, not setInterval, so that hiding the tab simply ends the chain and showing
+# it starts a new one. Like Streamlit's own timer it asks every `seconds` while visible, whether or
+# not the last redraw has come back (Streamlit folds a request that arrives during a rerun into it).
+# If Streamlit calls the script again when it re-renders the component, the returned clean-up ends
+# the previous timer first.
 _JS = """
 export default function (component) {
   const { setTriggerValue, data } = component;

@@ -457,32 +457,44 @@ def worker_stopped(engine: Engine, worker_id: str) -> None:
 DISPATCHER_DEVICES = "ray "  # prefix of a Ray dispatcher's `devices` in the workers table
 
 
-def largest_run_served(workers: Sequence[Mapping[str, Any]]) -> int | None:
-    """The most devices one run may ask for and still be taken by one of `workers` (rows of
-    live_workers); None when any size is: a CPU slot runs a run of any size as processes, and a Ray
-    dispatcher's jobs wait for their GPUs in Ray."""
+def gpus_per_worker(workers: Sequence[Mapping[str, Any]]) -> int | None:
+    """The most distinct GPUs one of `workers` (rows of live_workers) can give a run; None when a
+    Ray dispatcher is among them (Ray places its jobs on the cluster's GPUs itself)."""
     most = 0
     for w in workers:
-        devices = (w["devices"] or "").split(",")
-        if w["devices"].startswith(DISPATCHER_DEVICES) or "cpu" in devices:
+        devices = w["devices"] or ""
+        if devices.startswith(DISPATCHER_DEVICES):
             return None
-        most = max(most, len(set(devices)))  # slots on one GPU repeat its name: distinct GPUs count
+        # Slots on one GPU repeat its name: distinct GPUs count.
+        most = max(most, len({d for d in devices.split(",") if d.startswith("cuda")}))
     return most
 
 
 def unservable(runs: Sequence[Mapping[str, Any]], workers: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Ids of the queued `runs` that ask for more devices than any live worker of `workers` has:
-    they wait until a bigger worker starts (claim_next passes them over, silently)."""
-    most = largest_run_served(workers)
-    if most is None or not workers:
+    """Ids of the queued `runs` that ask for more GPUs than any live worker of `workers` has: they
+    wait until a bigger worker starts (claim_next passes them over, silently).
+
+    A run on `cpu` is not counted (its processes share a CPU slot, whatever their number), nor an
+    `auto` one while a CPU slot is there to take it; a `cuda` run needs that many distinct GPUs."""
+    gpus = gpus_per_worker(workers)
+    if gpus is None or not workers:
         return []
-    return [r["id"] for r in runs if r["status"] == QUEUED and ((r.get("config") or {}).get("devices") or 1) > most]
+    has_cpu = any("cpu" in (w["devices"] or "").split(",") for w in workers)
+    stuck = []
+    for r in runs:
+        cfg = r.get("config") or {}
+        device = cfg.get("device") or "auto"
+        if r["status"] != QUEUED or device == "cpu" or (device == "auto" and has_cpu):
+            continue
+        if (cfg.get("devices") or 1) > gpus:
+            stuck.append(r["id"])
+    return stuck
 
 
-def too_big_message(run_ids: Sequence[int], most: int | None) -> str:
+def too_big_message(run_ids: Sequence[int], gpus: int | None) -> str:
     """What the dashboard and `submit` say of runs that no live worker can take (see unservable)."""
     which = f"run{'s' if len(run_ids) > 1 else ''} {', '.join(map(str, run_ids))}"
-    return (f"{which} ask{'' if len(run_ids) > 1 else 's'} for more GPUs than any live worker has (at most {most} "
+    return (f"{which} ask{'' if len(run_ids) > 1 else 's'} for more GPUs than any live worker has (at most {gpus} "
             "each): queued until a worker with that many starts (`python -m engine worker --devices "
             "cuda:0,cuda:1,...`) or a Ray dispatcher; cancel to drop")
 

@@ -2,9 +2,9 @@
 
 The filters and the column chooser sit outside the live fragment (changing them reruns the page);
 the table, the actions and the curves sit inside it and redraw every ~1.5 s while the tab is visible
-(dashboard/poll.py), without rerunning the rest of the page. Each action says what it did; an action that cannot apply to the selection is
-disabled (cancel: only queued or running runs; resume: failed, cancelled or dead ones; delete and
-discard checkpoints: runs that are not live).
+(dashboard/poll.py), without rerunning the rest of the page. Each action says what it did; an
+action that cannot apply to the selection is disabled (cancel: only queued or running runs; resume:
+failed, cancelled or dead ones; delete and discard checkpoints: runs that are not live).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dashboard import actions, charts, live, nav, poll, run_filter, run_table
 from dashboard.common import get_engine, md_plain, run_label
 from db import views
 from db.config import runs_root
-from db.queue import largest_run_served, live_workers, too_big_message, unservable
+from db.queue import gpus_per_worker, live_workers, too_big_message, unservable
 from db.run_files import discard_checkpoint, human, run_bytes, total_bytes
 from db.status import QUEUED, RUNNING
 
@@ -98,7 +98,7 @@ def _worker_notice(runs: Sequence[dict[str, Any]]) -> None:
         st.warning("Runs are queued but no worker is alive. Start one with `python -m engine worker --detach` "
                    "(the dashboard starts one itself unless SIMCLR_NO_LOCAL_WORKER=1).")
     elif stuck := unservable(runs, workers):
-        st.warning(f"{too_big_message(stuck, largest_run_served(workers))}.")
+        st.warning(f"{too_big_message(stuck, gpus_per_worker(workers))}.")
 
 
 def _cancel(selected: list[int]) -> None:

@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from db.delete import delete_runs
-from db.queries import get_run, list_runs
-from db.queue import NoSuchRun, largest_run_served, live_workers, request_cancel, too_big_message, unservable
+from db.queries import list_runs
+from db.queue import NoSuchRun, gpus_per_worker, live_workers, request_cancel, too_big_message, unservable
 from db.sweep import SweepError, check_submission, enqueue, expand_grid
 from db.session import make_engine
 from db.status import QUEUED, RUNNING
@@ -79,9 +79,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         where = ", ".join(f"pid {w['pid']} on {w['hostname']}" for w in workers)
         print(f"{len(workers)} worker{'s' if len(workers) != 1 else ''} alive ({where}): "
               f"{'it' if len(queued) == 1 else 'they'} will run when a slot is free")
-        stuck = unservable([get_run(db, run_id) for run_id, _ in queued], workers)
+        rows = [{"id": run_id, "status": QUEUED, "config": cfg.to_dict()} for (run_id, _), (_, cfg) in zip(queued, plan)]
+        stuck = unservable(rows, workers)
         if stuck:
-            print(f"warning: {too_big_message(stuck, largest_run_served(workers))}", file=sys.stderr)
+            print(f"warning: {too_big_message(stuck, gpus_per_worker(workers))}", file=sys.stderr)
     else:
         print("no worker is alive: nothing will run until one starts. Start one in the background with "
               "`python -m engine worker --detach` (./lab.sh serve does this too)", file=sys.stderr)

@@ -211,12 +211,14 @@ def _final_write(db: Engine, run_id: int, claim: str | None, attempt: int, statu
             return status
         except Exception as e:  # noqa: BLE001 — full disk, read-only or unreachable database
             if delay is None:
-                # Nothing more can be written here. The run's heartbeat has stopped, so the database
-                # tells the truth without us: the run shows as dead once its stale limit passes, and
-                # the next live worker requeues it (db.queue.recover_stale) to resume from its checkpoint.
-                log(f"could not record run {run_id} as {status} ({str(e).splitlines()[0]}): it will show "
-                    f"as dead after {STALE_AFTER_S:g} s without a heartbeat, and a live worker will requeue "
-                    "it to resume from its last checkpoint")
+                # Nothing more can be written here. Under a worker, the worker records this process's
+                # exit; alone (a foreground `train`), the stopped heartbeat tells the truth without us:
+                # the run shows as dead after the stale limit, and a live worker's recover_stale
+                # requeues it while it has retries left (else fails it, or ends it cancelled).
+                log(f"could not record run {run_id} as {status} ({str(e).splitlines()[0]}): unless its worker "
+                    f"records this exit, it shows as dead after the stale limit (default {STALE_AFTER_S:g} s) "
+                    "and a live worker requeues it to resume from its last checkpoint while it has retries "
+                    "left, else marks it failed")
                 raise
             log(f"could not record run {run_id} as {status} ({str(e).splitlines()[0]}); retrying in {delay:g} s")
             time.sleep(delay)

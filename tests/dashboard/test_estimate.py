@@ -39,6 +39,19 @@ def test_another_batch_size_or_device_is_not_like_it() -> None:
     assert on_gpu.basis == "rough: FLOP count on cuda, no finished run to measure"
 
 
+def test_the_calibrated_rate_comes_from_runs_with_the_same_stem_when_there_are_some() -> None:
+    from dashboard.estimate import parts
+
+    cifar, imagenet = finished(stem="cifar"), finished(stem="imagenet")
+    imagenet["time/epoch_s"] = [0.256, 0.256]  # ten times the images/s of the cifar run
+    other_batch = RunConfig(**{**BASE, "batch_size": 32, "stem": "cifar"})  # not "like it": calibrated
+    alone = parts(other_batch, [cifar], "cpu")
+    assert parts(other_batch, [cifar, imagenet], "cpu").images_per_s == pytest.approx(alone.images_per_s)
+    # With no run of its stem, any run on the device kind says how fast the machine is.
+    assert parts(RunConfig(**{**BASE, "batch_size": 32, "stem": "imagenet"}), [cifar], "cpu").basis.startswith(
+        "model calibrated")
+
+
 def test_the_probes_time_comes_from_runs_with_the_same_probe() -> None:
     from dashboard.estimate import parts
 

@@ -235,17 +235,22 @@ def test_cancel_queued_running_finished_and_missing(engine, make_runs) -> None:
 def test_a_run_bigger_than_every_live_worker_is_named_not_left_waiting_silently(engine, tiny_cfg: RunConfig) -> None:
     from db.views import run_summaries
 
-    four, two, one = create_runs(engine, [tiny_cfg.replace(devices=4), tiny_cfg.replace(devices=2), tiny_cfg])
+    auto4, cuda4, cpu4, two, one = create_runs(engine, [
+        tiny_cfg.replace(devices=4), tiny_cfg.replace(devices=4, device="cuda"), tiny_cfg.replace(devices=4, device="cpu"),
+        tiny_cfg.replace(devices=2), tiny_cfg])
     queue.register_worker(engine, "gpus", hostname="h", pid=1, slots=3, devices="cuda:0,cuda:0,cuda:1")
     workers = queue.live_workers(engine)
-    assert queue.largest_run_served(workers) == 2  # two slots on cuda:0 are still one GPU
-    assert queue.unservable(run_summaries(engine), workers) == [four]
-    assert "run 1 asks for more GPUs than any live worker has (at most 2 each)" in queue.too_big_message([four], 2)
-    # A CPU slot runs a run of any size (as processes), and Ray places a dispatcher's jobs itself.
-    for devices in ("cpu", f"{queue.DISPATCHER_DEVICES}http://head:8265"):
-        queue.register_worker(engine, devices, hostname="h", pid=2, slots=1, devices=devices)
-        assert queue.unservable(run_summaries(engine), queue.live_workers(engine)) == []
-        queue.worker_stopped(engine, devices)
+    assert queue.gpus_per_worker(workers) == 2  # two slots on cuda:0 are still one GPU
+    # A cpu run's processes share a CPU slot: its size is not the problem (its device is, said elsewhere).
+    assert queue.unservable(run_summaries(engine), workers) == sorted([auto4, cuda4], reverse=True)
+    assert f"run {cuda4} asks for more GPUs than any live worker has (at most 2 each)" in \
+        queue.too_big_message([cuda4], 2)
+    # A CPU slot takes an `auto` run of any size, not a `cuda` one.
+    queue.register_worker(engine, "cpus", hostname="h", pid=2, slots=1, devices="cpu")
+    assert queue.unservable(run_summaries(engine), queue.live_workers(engine)) == [cuda4]
+    # Ray places a dispatcher's jobs itself.
+    queue.register_worker(engine, "ray", hostname="h", pid=3, slots=8, devices=f"{queue.DISPATCHER_DEVICES}http://h:8265")
+    assert queue.unservable(run_summaries(engine), queue.live_workers(engine)) == []
     assert queue.unservable(run_summaries(engine), []) == []  # no worker at all: said elsewhere
 
 

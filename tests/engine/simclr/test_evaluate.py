@@ -91,7 +91,6 @@ def test_baseline_code_probe_learns_and_reports_means_over_whole_test_batches() 
     assert baseline_code_probe(xtr, ytr, xte, yte, epochs=1)[1] < 0.9  # it was the training that did it
 
 
-
 def test_baseline_code_probe_scores_one_whole_batch_drawn_from_every_class() -> None:
     """Stored by class (as cifar10-mini and image folders are), the test set's tail is one class.
     The probe scores whole batches only (drop_last: 256 of 300 here), as the seed's does, but drawn
