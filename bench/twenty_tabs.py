@@ -10,7 +10,7 @@ many CPU slots (or, with --fake-training, writes a train/loss row per run every 
 dashboard's side is the same, without four trainings competing for the cores), then opens `--tabs`
 tabs of headless Debian Chromium (Playwright) on the Runs page, one every `--open-every` seconds as
 a person opens them, and watches them for `--seconds` once all are open. The runs' processes start
-at the worker's default niceness (+10, engine/jobs/worker.py). Chromium stands in for twenty people's
+at the worker's default niceness unless `--run-nice` says otherwise. Chromium stands in for twenty people's
 browsers, which would run on their own machines: it runs at `--browser-nice` so that what is measured
 is the server, not twenty renderers sharing its cores.
 

@@ -210,12 +210,12 @@ def device_problem(wanted: str, slot: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------- child processes
-# Run processes start this much nicer than the worker: on a machine whose cores the runs fill, the
-# dashboard, the shell and the worker's own heartbeats get a core first. bench/twenty_tabs.py
-# (BENCHMARKS.md) measures the dashboard under 4 CPU runs with and without it. Nothing is lost when
-# the machine is otherwise idle (niceness only decides who waits), nor on a GPU run, whose process
-# mostly waits for the device.
-RUN_NICE = 10
+# How much nicer than the worker its run processes start (`--nice`): with N > 0, on a machine whose
+# cores the runs fill, the dashboard and the shell get a core first. Not the default: measured with
+# bench/twenty_tabs.py under 4 CPU runs and 20 tabs (BENCHMARKS.md), +10 made no difference the
+# bench could tell from run-to-run noise (new points within 1.0 s at +10, 1.3 s at 0) once the
+# dashboard's own cost was fixed, and a trick that measures nothing stays off.
+RUN_NICE = 0
 
 
 def check_nice(value: int) -> int:
@@ -564,8 +564,8 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll", type=float, default=1.0, metavar="S",
                         help="seconds between looks at the queue (default 1)")
     parser.add_argument("--nice", type=int, default=RUN_NICE, metavar="N",
-                        help=f"run processes start N steps nicer than the worker, so the dashboard and shell stay "
-                             f"responsive while runs fill the cores (default {RUN_NICE}; 0 to 19)")
+                        help=f"run processes start N steps nicer than the worker, so that the dashboard and shell "
+                             f"get a core first while runs fill the cores (default {RUN_NICE}; 0 to 19)")
     parser.add_argument("--exit-when-idle", "--once", dest="exit_when_idle", action="store_true",
                         help="exit once nothing is queued or running (scripts and tests)")
     parser.add_argument("--idle-exit", type=float, default=None, metavar="S",

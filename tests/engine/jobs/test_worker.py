@@ -132,9 +132,9 @@ def test_children_get_their_device_and_thread_share(engine, sqlite_url: str, tin
 
 
 @pytest.mark.parametrize("nice", [None, 0, 5])
-def test_run_processes_start_nicer_than_the_worker(engine, sqlite_url: str, tiny_cfg: RunConfig,
+def test_run_processes_start_as_nice_as_asked(engine, sqlite_url: str, tiny_cfg: RunConfig,
                                                    nice: int | None) -> None:
-    """So the dashboard and the shell keep a core while CPU runs fill the machine (default +10)."""
+    """--nice N: the dashboard and the shell get a core first while CPU runs fill the machine."""
     from engine.jobs.worker import RUN_NICE
 
     [run_id] = add_runs(engine, tiny_cfg, ["env"])
