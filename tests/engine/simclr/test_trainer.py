@@ -344,7 +344,7 @@ def test_a_final_status_that_cannot_be_written_leaves_a_dead_run_a_worker_requeu
     monkeypatch.setattr(runner, "FINAL_WRITE_DELAYS_S", (0.0,))
     with pytest.raises(OSError, match="full"):
         execute_run(db, run_id, 1, log=said.append)
-    assert "will show as dead" in said[-1] and "requeue" in said[-1], said
+    assert "shows as dead after the stale limit" in said[-1] and "requeues it" in said[-1], said
     later = utcnow() + timedelta(seconds=STALE_AFTER_S + 1)
     assert views.run_summaries(db, ids=[run_id], now=later)[0]["display_status"] == "dead"
     assert [o for o in recover_stale(db, now=later)], "no worker requeued it"
