@@ -457,17 +457,23 @@ def worker_stopped(engine: Engine, worker_id: str) -> None:
 DISPATCHER_DEVICES = "ray "  # prefix of a Ray dispatcher's `devices` in the workers table
 
 
+def is_dispatcher(worker: Mapping[str, Any]) -> bool:
+    """Whether a row of the workers table is a Ray dispatcher rather than a worker with slots."""
+    return (worker["devices"] or "").startswith(DISPATCHER_DEVICES)
+
+
+def _slot_devices(worker: Mapping[str, Any]) -> list[str]:
+    """A worker's slot devices (`cpu`, `cuda:0`, ...), one per slot, as registered."""
+    return (worker["devices"] or "").split(",")
+
+
 def gpus_per_worker(workers: Sequence[Mapping[str, Any]]) -> int | None:
     """The most distinct GPUs one of `workers` (rows of live_workers) can give a run; None when a
     Ray dispatcher is among them (Ray places its jobs on the cluster's GPUs itself)."""
-    most = 0
-    for w in workers:
-        devices = w["devices"] or ""
-        if devices.startswith(DISPATCHER_DEVICES):
-            return None
-        # Slots on one GPU repeat its name: distinct GPUs count.
-        most = max(most, len({d for d in devices.split(",") if d.startswith("cuda")}))
-    return most
+    if any(map(is_dispatcher, workers)):
+        return None
+    # Slots on one GPU repeat its name: distinct GPUs count.
+    return max((len({d for d in _slot_devices(w) if d.startswith("cuda")}) for w in workers), default=0)
 
 
 def unservable(runs: Sequence[Mapping[str, Any]], workers: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -479,7 +485,7 @@ def unservable(runs: Sequence[Mapping[str, Any]], workers: Sequence[Mapping[str,
     gpus = gpus_per_worker(workers)
     if gpus is None or not workers:
         return []
-    has_cpu = any("cpu" in (w["devices"] or "").split(",") for w in workers)
+    has_cpu = any("cpu" in _slot_devices(w) for w in workers)
     stuck = []
     for r in runs:
         cfg = r.get("config") or {}

@@ -64,7 +64,7 @@ from db.queue import CLAIM_ENV, DISPATCHER_DEVICES, RAY_CLAIM_PREFIX
 from db.session import default_url, make_engine
 from db.status import RUNNING, utcnow
 from engine.jobs.launch import with_processes
-from engine.jobs.worker import on_stop_signals
+from engine.jobs.worker import mark_stopped, on_stop_signals
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 CANCEL_GRACE_S = 60.0
@@ -258,10 +258,7 @@ class Dispatcher:
                 time.sleep(self.poll_s)
         finally:
             restore()
-            try:
-                queue.worker_stopped(self.engine, self.id)
-            except DBAPIError as e:
-                self.log(f"could not mark the dispatcher stopped: {e}")
+            mark_stopped(self.engine, self.id, "dispatcher", self.log)
             self.log(f"dispatcher {self.id} stopped; Ray jobs it started keep running")
         return 0
 
@@ -439,7 +436,7 @@ class Dispatcher:
     # ---------------------------------------------------------------- start-up
     def _refuse_second_dispatcher(self) -> None:
         for w in queue.live_workers(self.engine):  # each alive by its own --stale-after
-            if not w["devices"].startswith(DISPATCHER_DEVICES):
+            if not queue.is_dispatcher(w):
                 continue
             if w["hostname"] == self.hostname and not _pid_alive(w["pid"]):
                 continue  # killed without saying so; this one takes over

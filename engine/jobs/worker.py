@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Callable
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from db import executor, queue
@@ -232,7 +233,7 @@ def _child_preexec_fn(nice: int) -> Callable[[], None] | None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
         except OSError:
-            libc = None
+            pass
     if libc is None and not nice:
         return None
     parent = os.getpid()
@@ -283,7 +284,6 @@ class Worker:
         self.stop_now = False  # kill the runs, requeue them, exit
         self._reported: str | None = None
         self._last_beat = self._last_recover = float("-inf")
-        self.nice = nice
         self._child_preexec = _child_preexec_fn(nice)
 
     # ---------------------------------------------------------------- public
@@ -310,10 +310,7 @@ class Worker:
                 self._reap_until_empty()
             restore()
             if not self.database_changed:
-                try:
-                    queue.worker_stopped(self.engine, self.id)
-                except DBAPIError as e:
-                    self.log(f"could not mark the worker stopped: {e}")
+                mark_stopped(self.engine, self.id, "worker", self.log)
                 self.log(f"worker {self.id} stopped")
         return 0
 
@@ -534,6 +531,15 @@ class Worker:
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         return on_stop_signals(self.request_stop)
+
+
+def mark_stopped(engine: Engine, worker_id: str, what: str, log: Callable[[str], None]) -> None:
+    """Record that this worker (or dispatcher) has stopped, on the way out: a database error then is
+    logged, not raised, so it cannot hide the reason the loop ended."""
+    try:
+        queue.worker_stopped(engine, worker_id)
+    except DBAPIError as e:
+        log(f"could not mark the {what} stopped: {e}")
 
 
 def on_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:
