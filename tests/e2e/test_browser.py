@@ -356,6 +356,7 @@ def test_runs_outlive_the_server_and_cancel_in_evaluation_takes_seconds(server: 
     page.goto(f"{server.url}/run?run={heavy}")
     page.get_by_text(re.compile(r"Status:\s*running")).wait_for()
     wait_until(lambda: _phase_is(server, heavy, "kNN"), RUN_TIMEOUT_S, "the kNN evaluation to begin", every_s=0.1)
+    page.get_by_text(re.compile(r"Status:\s*running · kNN")).wait_for()  # the page says so too (next redraw)
     _shot(page, "11-run-detail-knn")
     started = time.monotonic()
     page.get_by_role("button", name="Cancel", exact=True).click()
